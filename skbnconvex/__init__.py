@@ -1,0 +1,21 @@
+"""skbnconvex: two-layer BN-ReLU networks trained to their global optimum.
+
+scikit-learn estimators for the exact convex reformulation of
+weight-decay-regularised ReLU networks with batch normalisation
+(Ergen et al., ICLR 2022).
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from ._estimators import ConvexBNReLUClassifier, ConvexBNReLURegressor
+from ._solvers import SolverError
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ConvexBNReLUClassifier",
+    "ConvexBNReLURegressor",
+    "SolverError",
+    "__version__",
+]

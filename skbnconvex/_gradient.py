@@ -1,0 +1,210 @@
+"""Gradient training of the non-convex BN-ReLU network, the baseline.
+
+The convex estimators claim the global optimum of a network that one could
+also train by gradient descent. This module trains that very network,
+``Linear -> BatchNorm1d (train mode, full batch) -> ReLU -> Linear``, with
+the same objective as the estimators, from several random initialisations
+at once (the initialisations are a batch dimension), so that benchmarks,
+examples and tests can compare both on equal terms.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._losses import get_loss
+
+
+@dataclass
+class GradientFit:
+    """Result of :func:`train_bn_relu_network`.
+
+    Attributes
+    ----------
+    objectives : ndarray of shape (n_inits,)
+        Final objective of every initialisation.
+    history : ndarray of shape (n_records, n_inits)
+        Objective every ``record_every`` steps (first row: initialisation).
+    times : ndarray of shape (n_records,)
+        Wall-clock seconds at each record.
+    params : dict of ndarray
+        ``hidden`` (n_inits, n_features, m), ``weight``, ``bias``
+        (n_inits, m), ``output`` (n_inits, m, n_outputs).
+    """
+
+    objectives: np.ndarray
+    history: np.ndarray
+    times: np.ndarray
+    params: dict
+
+    def forward(self, X, init=None):
+        """Eval-mode output of initialisation ``init`` (the best if None).
+
+        BN uses the statistics of the training batch, as stored during
+        training in ``params["mean"]`` and ``params["var"]``.
+        """
+        r = int(np.argmin(self.objectives)) if init is None else init
+        p = {key: value[r] for key, value in self.params.items()}
+        H = X @ p["hidden"]
+        Z = (H - p["mean"]) / np.sqrt(p["var"]) * p["weight"] + p["bias"]
+        return np.maximum(Z, 0.0) @ p["output"]
+
+
+def train_bn_relu_network(
+    X,
+    Y,
+    *,
+    loss="squared_error",
+    alpha=1e-4,
+    n_neurons=32,
+    n_inits=8,
+    optimizer="adam",
+    learning_rate=1e-2,
+    momentum=0.9,
+    n_steps=2000,
+    lbfgs_steps=0,
+    record_every=50,
+    random_state=None,
+    dtype=None,
+):
+    """Train the non-convex BN-ReLU network by full-batch gradient methods.
+
+    Minimises, for every initialisation independently,
+
+    .. math::
+
+        \\frac{1}{n} \\sum_i \\ell(f(x_i), y_i)
+        + \\frac{\\alpha}{2n} \\sum_j (g_j^2 + b_j^2 + \\|v_j\\|^2)
+
+    with BN in training mode on the full batch (biased variance, no eps),
+    which is the objective of the convex estimators. With several outputs
+    the neurons are split evenly between outputs (decoupled read-out), as in
+    the convex model.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets coded for the loss (``+-1`` column for binary log loss,
+        one-hot for multinomial).
+    loss : {"squared_error", "log_loss"}, default="squared_error"
+    alpha : float, default=1e-4
+    n_neurons : int, default=32
+        Width; a multiple of ``n_outputs``.
+    n_inits : int, default=8
+        Independent random initialisations trained together.
+    optimizer : {"adam", "sgd"}, default="adam"
+        ``"sgd"`` is gradient descent with (heavy-ball) ``momentum``.
+    learning_rate : float, default=1e-2
+    momentum : float, default=0.9
+    n_steps : int, default=2000
+        Steps of ``optimizer``.
+    lbfgs_steps : int, default=0
+        L-BFGS steps after the first-order steps, to converge tightly.
+    record_every : int, default=50
+    random_state : int, RandomState instance or None, default=None
+    dtype : torch.dtype, default=None
+        ``torch.float64`` when None.
+
+    Returns
+    -------
+    fit : GradientFit
+    """
+    import time
+
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+    rng = check_random_state(random_state)
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n, d = X.shape
+    C = Y.shape[1]
+    if n_neurons % C:
+        raise ValueError(
+            f"n_neurons={n_neurons} must be a multiple of n_outputs={C}."
+        )
+    loss_obj = get_loss(loss, C)
+    Xt = torch.as_tensor(X, dtype=dtype)
+    Yt = torch.as_tensor(Y, dtype=dtype)
+    R, m = n_inits, n_neurons
+
+    def init(*shape, scale):
+        return torch.as_tensor(rng.standard_normal(shape) * scale, dtype=dtype)
+
+    # PyTorch's default-like scales: hidden ~ 1/sqrt(d), BN weight 1, bias 0,
+    # read-out ~ 1/sqrt(m).
+    hidden = init(R, d, m, scale=1 / np.sqrt(d)).requires_grad_()
+    weight = torch.ones(R, m, dtype=dtype).requires_grad_()
+    bias = torch.zeros(R, m, dtype=dtype).requires_grad_()
+    output = init(R, m, C, scale=1 / np.sqrt(m))
+    mask = torch.zeros(m, C, dtype=dtype)
+    mask[torch.arange(m), torch.arange(m) % C] = 1.0  # decoupled read-out
+    output = (output * mask).requires_grad_()
+    params = [hidden, weight, bias, output]
+
+    def objectives():
+        H = torch.matmul(Xt, hidden)  # (R, n, m)
+        mean = H.mean(dim=1, keepdim=True)
+        var = ((H - mean) ** 2).mean(dim=1, keepdim=True)
+        Z = (H - mean) / torch.sqrt(var + 1e-300)
+        A = torch.relu(Z * weight[:, None, :] + bias[:, None, :])
+        F = torch.matmul(A, output * mask)
+        values = torch.stack([loss_obj.torch_value(F[r], Yt) for r in range(R)])
+        pen = (weight**2).sum(1) + (bias**2).sum(1) + ((output * mask) ** 2).sum((1, 2))
+        return (values + 0.5 * alpha * pen) / n
+
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=learning_rate)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=learning_rate, momentum=momentum)
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}.")
+
+    start = time.perf_counter()
+    history, times = [], []
+
+    def record():
+        with torch.no_grad():
+            history.append(objectives().numpy().copy())
+        times.append(time.perf_counter() - start)
+
+    record()
+    for step in range(1, n_steps + 1):
+        opt.zero_grad()
+        objectives().sum().backward()
+        opt.step()
+        if step % record_every == 0:
+            record()
+    if lbfgs_steps:
+        lbfgs = torch.optim.LBFGS(
+            params, lr=1.0, max_iter=lbfgs_steps, tolerance_grad=1e-14,
+            tolerance_change=1e-16, history_size=50, line_search_fn="strong_wolfe",
+        )
+
+        def closure():
+            lbfgs.zero_grad()
+            total = objectives().sum()
+            total.backward()
+            return total
+
+        lbfgs.step(closure)
+        record()
+    with torch.no_grad():
+        H = torch.matmul(Xt, hidden)
+        mean = H.mean(dim=1)
+        var = ((H - mean[:, None, :]) ** 2).mean(dim=1)
+        final = objectives().numpy()
+        fitted = {
+            "hidden": hidden.numpy().copy(),
+            "weight": weight.numpy().copy(),
+            "bias": bias.numpy().copy(),
+            "output": (output * mask).numpy().copy(),
+            "mean": mean.numpy().copy(),
+            "var": var.numpy().copy(),
+        }
+    return GradientFit(final, np.array(history), np.array(times), fitted)

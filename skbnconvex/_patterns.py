@@ -1,0 +1,141 @@
+"""Activation patterns: the hyperplane arrangement of the whitened data.
+
+A pattern is the 0/1 vector ``1[Ut g >= 0]`` for some direction ``g``; the
+convex program has one pair of blocks per distinct pattern. Patterns are
+stored as the columns of a boolean matrix of shape ``(n_samples, n_patterns)``.
+The empty pattern is dropped (its blocks can only produce zero).
+
+The number of distinct patterns of ``n`` rows of rank ``k = r + 1`` is at
+most ``2 * sum_{j < k} C(n - 1, j)``, with equality when the rows are in
+general position. It is polynomial in ``n`` for fixed rank, and
+:func:`enumerate_patterns` lists them all when that is affordable.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from itertools import combinations, product
+from math import comb
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+
+def unique_patterns(D, exclude=None):
+    """Drop duplicate and empty columns of ``D``, keeping first occurrences.
+
+    Parameters
+    ----------
+    D : ndarray of bool, shape (n_samples, n_candidates)
+    exclude : ndarray of bool, shape (n_samples, n_known), default=None
+        Patterns already known; they are dropped from the result.
+
+    Returns
+    -------
+    D : ndarray of bool, shape (n_samples, n_unique)
+    """
+    D = np.asarray(D, dtype=bool)
+    n_known = 0 if exclude is None else exclude.shape[1]
+    if n_known:
+        D = np.hstack([exclude, D])
+    # Rows of packed bits make every pattern a short byte string.
+    keys = np.packbits(D, axis=0).T
+    _, first = np.unique(keys, axis=0, return_index=True)
+    first = np.sort(first)
+    first = first[first >= n_known]
+    D = D[:, first]
+    return D[:, D.any(axis=0)]
+
+
+def max_patterns(n_samples, rank):
+    """Upper bound ``2 * sum_{j <= rank} C(n_samples - 1, j)`` on the count.
+
+    ``rank`` is the rank of the centred data; ``Ut`` has rank ``rank + 1``.
+    The bound counts the empty pattern, which the program drops.
+    """
+    return 2 * sum(comb(n_samples - 1, j) for j in range(rank + 1))
+
+
+def sample_patterns(Ut, n_patterns, random_state=None, max_draws=None):
+    """Sample distinct patterns ``1[Ut g >= 0]`` with Gaussian directions ``g``.
+
+    Directions are drawn in rounds until ``n_patterns`` distinct non-empty
+    patterns are found or ``max_draws`` directions were tried (there may be
+    fewer distinct patterns than asked for), so the result can have fewer
+    than ``n_patterns`` columns.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n_samples, k)
+    n_patterns : int
+    random_state : int, RandomState instance or None
+    max_draws : int, default=None
+        Defaults to ``10 * n_patterns + 100``.
+
+    Returns
+    -------
+    D : ndarray of bool, shape (n_samples, n_found)
+    """
+    rng = check_random_state(random_state)
+    if max_draws is None:
+        max_draws = 10 * n_patterns + 100
+    n, k = Ut.shape
+    D = np.zeros((n, 0), dtype=bool)
+    drawn = 0
+    while D.shape[1] < n_patterns and drawn < max_draws:
+        batch = min(max(n_patterns - D.shape[1], 1) * 2, max_draws - drawn)
+        G = rng.standard_normal((k, batch))
+        drawn += batch
+        D = np.hstack([D, unique_patterns(Ut @ G >= 0, exclude=D)])
+    return D[:, :n_patterns]
+
+
+def enumerate_patterns(Ut, max_count=100_000):
+    """List every non-empty activation pattern of the rows of ``Ut``.
+
+    Every cell of the central arrangement ``{g : sign(Ut g)}`` in ``R^k`` has
+    an edge on a line ``{t g0}`` where ``g0`` is orthogonal to ``k - 1`` rows.
+    For each such set of rows, the rows off the line take the sign of
+    ``Ut g0`` (or of ``-Ut g0``) and the ``k - 1`` rows on it take every
+    sign. This is exact for rows in general position (any ``k`` rows
+    independent, as for continuous data); for degenerate data some cells
+    may be missed, which :func:`sample_patterns` can complement.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n_samples, k)
+    max_count : int, default=100_000
+        Refuse (ValueError) when the bound on the count exceeds this.
+
+    Returns
+    -------
+    D : ndarray of bool, shape (n_samples, n_patterns)
+    """
+    n, k = Ut.shape
+    bound = max_patterns(n, k - 1)
+    if bound > max_count:
+        raise ValueError(
+            f"Enumerating the activation patterns of {n} samples of rank "
+            f"{k - 1} may give up to {bound} patterns, more than "
+            f"max_count={max_count}. Sample patterns instead "
+            "(patterns='sample' or 'adaptive'), or reduce the rank of X "
+            "(e.g. with PCA)."
+        )
+    if k == 1:
+        return np.ones((n, 1), dtype=bool)
+    blocks = []
+    signs = np.array(list(product([False, True], repeat=k - 1)))  # (2^(k-1), k-1)
+    for rows in combinations(range(n), k - 1):
+        rows = list(rows)
+        # Null direction of the chosen rows: last right singular vector.
+        _, s, vt = np.linalg.svd(Ut[rows], full_matrices=True)
+        if s.size and s[-1] <= 1e-12 * s[0]:
+            continue  # dependent rows: not a vertex ray of the arrangement
+        g0 = vt[-1]
+        base = Ut @ g0 >= 0
+        for side in (base, ~base):
+            block = np.repeat(side[:, None], signs.shape[0], axis=1)
+            block[rows] = signs.T
+            blocks.append(block)
+    D = unique_patterns(np.hstack(blocks))
+    return D

@@ -1,0 +1,103 @@
+r"""The exact convex program (C) of a BN-ReLU network on whitened data.
+
+For outputs ``c = 1..C`` (decoupled: every neuron feeds one output) and
+activation patterns ``D_1..D_P`` (columns of the boolean matrix ``D``), the
+program over blocks ``a_{c,i}, b_{c,i}`` in ``R^k`` (``k = rank + 1``) is
+
+.. math::
+
+    \min \; L\Big(\Big[\sum_i D_i U' (a_{c,i} - b_{c,i})\Big]_{c}\Big)
+         + \beta \sum_{c,i} \big(\|a_{c,i}\|_2 + \|b_{c,i}\|_2\big)
+    \quad \text{s.t.} \quad (2 D_i - I) U' a_{c,i} \ge 0,\;
+                            (2 D_i - I) U' b_{c,i} \ge 0.
+
+Blocks are stored as arrays ``Wp`` (the ``a``) and ``Wn`` (the ``b``) of shape
+``(n_outputs, n_patterns, k)``. This module evaluates the program; solvers
+live in :mod:`skbnconvex._solvers`.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ConvexProgram:
+    """Data of program (C): whitened data, patterns, coded targets, loss.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n_samples, k)
+        Whitened data ``[U, 1/sqrt(n)]`` with orthonormal columns.
+    D : ndarray of bool, shape (n_samples, n_patterns)
+        Activation patterns, one per column.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets coded for ``loss``.
+    loss : loss object from :mod:`skbnconvex._losses`
+    beta : float
+        Weight of the group penalty (``alpha / sqrt(n_samples)``).
+    """
+
+    Ut: np.ndarray
+    D: np.ndarray
+    Y: np.ndarray
+    loss: object
+    beta: float
+
+    @property
+    def n_samples(self):
+        return self.Ut.shape[0]
+
+    @property
+    def n_patterns(self):
+        return self.D.shape[1]
+
+    @property
+    def n_outputs(self):
+        return self.Y.shape[1]
+
+    @property
+    def k(self):
+        return self.Ut.shape[1]
+
+    def zeros(self):
+        """Return the all-zero blocks ``(Wp, Wn)``."""
+        shape = (self.n_outputs, self.n_patterns, self.k)
+        return np.zeros(shape), np.zeros(shape)
+
+    def predict(self, Wp, Wn):
+        """Return ``F[:, c] = sum_i D_i Ut (a_{c,i} - b_{c,i})``."""
+        # (n, k) @ (C, k, P) -> (C, n, P); mask by the patterns, sum patterns.
+        G = self.Ut @ np.swapaxes(Wp - Wn, 1, 2)
+        return np.einsum("cnp,np->nc", G, self.D)
+
+    def penalty(self, Wp, Wn):
+        """Return ``sum ||a|| + ||b||`` (without the factor beta)."""
+        return float(
+            np.linalg.norm(Wp, axis=2).sum() + np.linalg.norm(Wn, axis=2).sum()
+        )
+
+    def objective(self, Wp, Wn):
+        """Return the value of (C) at ``(Wp, Wn)``."""
+        F = self.predict(Wp, Wn)
+        return self.loss.value(F, self.Y) + self.beta * self.penalty(Wp, Wn)
+
+    def cone_violation(self, Wp, Wn):
+        """Largest violation of ``(2 D_i - I) Ut w >= 0`` over all blocks.
+
+        Returned relative to the largest block norm (0 for the zero blocks),
+        so that it is comparable across problem scales.
+        """
+        S = np.where(self.D, 1.0, -1.0)
+        worst = 0.0
+        for W in (Wp, Wn):
+            G = self.Ut @ np.swapaxes(W, 1, 2)  # (C, n, P)
+            worst = max(worst, float(np.max(-S * G, initial=0.0)))
+        scale = max(
+            np.linalg.norm(Wp, axis=2).max(initial=0.0),
+            np.linalg.norm(Wn, axis=2).max(initial=0.0),
+        )
+        return worst / scale if scale > 0 else 0.0

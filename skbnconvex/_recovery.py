@@ -1,0 +1,159 @@
+"""From convex blocks back to a BN-ReLU network, its forward pass and export.
+
+Each non-zero block ``a`` of output ``c`` (``b``: the same with a negative
+read-out) becomes one neuron ``relu(BN(x^T w)) v`` (MATH.md section 3). With
+PyTorch's BatchNorm1d convention (weight ``gamma/sqrt(n)``, bias
+``alpha/sqrt(n)``) and the penalty ``alpha_reg/2 (weight^2 + bias^2 + v^2)``,
+the scale split between ``z`` and ``v`` that minimises the penalty is
+``z = a n^{1/4} / sqrt(||a||)``, ``v = +-sqrt(||a||) / n^{1/4}``, and the
+neuron's penalty is then ``beta ||a||`` with ``beta = alpha_reg / sqrt(n)``.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class BNReLUNetwork:
+    """Weights of ``Linear(d, m) -> BatchNorm1d(m) -> ReLU -> Linear(m, C)``.
+
+    BN is in evaluation mode with the training statistics, ``eps = 0``.
+    """
+
+    hidden_weights: np.ndarray  # (n_features, m)
+    bn_weight: np.ndarray  # (m,)
+    bn_bias: np.ndarray  # (m,)
+    bn_running_mean: np.ndarray  # (m,)
+    bn_running_var: np.ndarray  # (m,)
+    output_weights: np.ndarray  # (m, n_outputs)
+
+    @property
+    def n_neurons(self):
+        return self.bn_weight.shape[0]
+
+    def forward(self, X):
+        """Network output on ``X``, shape ``(n_samples, n_outputs)``."""
+        H = X @ self.hidden_weights
+        Z = (H - self.bn_running_mean) / np.sqrt(self.bn_running_var)
+        A = np.maximum(Z * self.bn_weight + self.bn_bias, 0.0)
+        return A @ self.output_weights
+
+    def penalty(self):
+        """``sum weight^2 + bias^2 + ||v||^2``, the weight-decay term."""
+        return float(
+            np.sum(self.bn_weight**2)
+            + np.sum(self.bn_bias**2)
+            + np.sum(self.output_weights**2)
+        )
+
+
+def active_blocks(Wp, Wn, prune_tol):
+    """Mask blocks with norm above ``prune_tol`` times the largest norm.
+
+    An interior-point solution has no exact zeros, so blocks that are
+    numerically zero are pruned before recovery (MATH.md section 3).
+    """
+    norms_p, norms_n = np.linalg.norm(Wp, axis=2), np.linalg.norm(Wn, axis=2)
+    top = max(norms_p.max(initial=0.0), norms_n.max(initial=0.0))
+    if top == 0:
+        return np.zeros_like(norms_p, bool), np.zeros_like(norms_n, bool)
+    return norms_p > prune_tol * top, norms_n > prune_tol * top
+
+
+def recover_network(whitening, Wp, Wn):
+    """Build the network from blocks; every non-zero block becomes a neuron.
+
+    Parameters
+    ----------
+    whitening : Whitening
+    Wp, Wn : ndarray of shape (n_outputs, n_patterns, k)
+        Blocks, already pruned (zero blocks make no neuron).
+
+    Returns
+    -------
+    network : BNReLUNetwork
+    """
+    n = whitening.n_samples
+    r = whitening.rank
+    V, S, mean = whitening.components, whitening.singular_values, whitening.mean
+    d = mean.shape[0]
+    C = Wp.shape[0]
+    neurons = []  # (block, output, sign)
+    for W, sign in ((Wp, 1.0), (Wn, -1.0)):
+        for c, i in zip(*np.nonzero(np.linalg.norm(W, axis=2) > 0)):
+            neurons.append((W[c, i], c, sign))
+    m = len(neurons)
+    hidden = np.zeros((d, m))
+    weight, bias = np.zeros(m), np.zeros(m)
+    running_mean, running_var = np.zeros(m), np.ones(m)
+    out = np.zeros((m, C))
+    for j, (a, c, sign) in enumerate(neurons):
+        norm_a = np.linalg.norm(a)
+        t = n**0.25 / np.sqrt(norm_a)
+        z = a * t
+        gamma = np.linalg.norm(z[:r])
+        if gamma > 0:
+            w = V @ (z[:r] / gamma / S)
+        elif r > 0:
+            # A constant neuron (BN scale 0): any direction will do.
+            w = V[:, 0].copy()
+        else:
+            w = np.eye(d)[0]
+        scale = np.linalg.norm(w)
+        w = w / scale
+        hidden[:, j] = w
+        # ||Xc w||^2 / n, in closed form: Xc V S^-1 s = U s has unit norm.
+        if gamma > 0:
+            running_var[j] = 1.0 / (n * scale**2)
+        elif r > 0:
+            running_var[j] = S[0] ** 2 / n
+        running_mean[j] = mean @ w
+        weight[j] = gamma / np.sqrt(n)
+        bias[j] = z[r] / np.sqrt(n)
+        out[j, c] = sign / t
+    return BNReLUNetwork(hidden, weight, bias, running_mean, running_var, out)
+
+
+def network_to_torch(network, eps=1e-5, dtype=None):
+    """Export to ``nn.Sequential(Linear, BatchNorm1d, ReLU, Linear)``.
+
+    BatchNorm1d needs ``eps > 0``; it is folded into the BN weight,
+    ``weight * sqrt(var + eps) / sqrt(var)``, so that the module computes
+    exactly the network's eval-mode output (MATH.md section 3). A network
+    without neurons is exported with one neuron of zero weights.
+    """
+    import torch
+    from torch import nn
+
+    dtype = torch.float64 if dtype is None else dtype
+    d, m = network.hidden_weights.shape
+    C = network.output_weights.shape[1]
+    if m == 0:
+        network = BNReLUNetwork(
+            np.zeros((d, 1)), np.zeros(1), np.zeros(1), np.zeros(1), np.ones(1),
+            np.zeros((1, C)),
+        )
+        m = 1
+    var = network.bn_running_var
+    model = nn.Sequential(
+        nn.Linear(d, m, bias=False),
+        nn.BatchNorm1d(m, eps=eps),
+        nn.ReLU(),
+        nn.Linear(m, C, bias=False),
+    ).to(dtype)
+
+    def as_tensor(a):
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+
+    with torch.no_grad():
+        model[0].weight.copy_(as_tensor(network.hidden_weights.T))
+        model[1].weight.copy_(as_tensor(network.bn_weight * np.sqrt((var + eps) / var)))
+        model[1].bias.copy_(as_tensor(network.bn_bias))
+        model[1].running_mean.copy_(as_tensor(network.bn_running_mean))
+        model[1].running_var.copy_(as_tensor(var))
+        model[3].weight.copy_(as_tensor(network.output_weights.T))
+    return model.eval()

@@ -1,0 +1,529 @@
+r"""First-order solver of program (C) in PyTorch (CPU or CUDA).
+
+Program (C), for outputs ``c`` and patterns ``i`` with blocks ``w`` ranging
+over the ``a_{c,i}`` (sign ``+1``) and ``b_{c,i}`` (sign ``-1``), is
+
+.. math::
+
+    \min_w \; L(A w) + \beta \sum_{\text{blocks}} \|w_b\|_2
+    \quad \text{s.t.} \quad K_i w_b \ge 0, \qquad K_i = (2 D_i - I)\, U',
+
+with ``(A w)_{:, c} = \sum_i D_i U' (a_{c,i} - b_{c,i})``.
+
+Method
+------
+Three ingredients, chosen for the structure of (C):
+
+1. **Augmented Lagrangian on the cone constraints.** The constraint
+   operators ``K_i`` have orthonormal columns (``K_i^T K_i = U'^T U' = I``),
+   so every one has norm 1 and the quadratic penalty
+   ``(1 / 2\rho) \|(\gamma_b - \rho K_i w_b)_+\|^2`` adds exactly ``\rho`` to
+   the Lipschitz constant of the smooth part. The inner problems (smooth
+   loss + penalty, plus the group norm) are solved by FISTA with the
+   group soft-threshold as proximal step, a fixed step ``1 / L`` (``L`` from
+   the loss curvature and a power iteration on ``A``) and adaptive restart
+   (O'Donoghue and Candes, 2015). After each inner solve the multipliers are
+   updated, ``\gamma_b \leftarrow (\gamma_b - \rho K_i w_b)_+``, and ``\rho``
+   is doubled whenever the cone violation does not fall by a factor 4. This
+   is the method of Mishkin et al. (ICML 2022, the ``scnn`` library), written
+   here for the batch-normalised program with all outputs batched.
+
+2. **Working set over patterns** (as in the ``celer`` Lasso solver). The
+   optimum uses few blocks, and the Lipschitz constant of ``L(A w)`` grows
+   with the number of patterns, so the augmented Lagrangian runs on the
+   patterns that carry a non-zero block plus the most violating ones. Between
+   restricted solves the optimality of the full program is checked with one
+   pass over all patterns and the working set is doubled when needed.
+
+3. **A duality-gap certificate** (the stopping rule). With
+   ``\lambda = -\nabla L(A w)`` and ``g_b = \pm U'^T D_i \lambda_c`` the dual
+   constraint of a block is ``\|P_{C_i}(g_b)\| \le \beta`` (projection onto
+   the cone ``C_i = \{z : K_i z \ge 0\}``), and for every ``\mu \ge 0``,
+   ``\|P_{C_i}(g_b)\| = \min_{\mu \ge 0} \|g_b + K_i^T \mu\| \le
+   \|g_b + K_i^T \mu\|``. We take ``\mu`` from the augmented-Lagrangian
+   multipliers (blocks of the working set) or ``\mu = (-K_i g_b)_+`` (others),
+   refined by a few projected-gradient steps on this non-negative least
+   squares problem; this gives an upper bound ``M`` of
+   ``\max_b \|P_{C_i}(g_b)\|``. Then ``\lambda \min(1, \beta / M)`` is dual
+   feasible and its dual value is a lower bound of the optimum.
+
+Stopping rule: the solver stops when, at the current iterate,
+
+* the relative duality gap ``(P - D) / max(P, 1e-300) <= tol``, with ``P``
+  the objective of (C) and ``D`` the dual value above, and
+* the relative cone violation
+  ``max_b \|(-K_i w_b)_+\|_\infty / \max_b \|w_b\| <= tol``.
+
+Then (and also when ``max_iter`` FISTA iterations are used up) a clean-up
+step projects every non-zero block exactly onto its cone (a small
+non-negative least-squares problem on the nearly active rows, in float64),
+so that the returned point is feasible to round-off; the objective, the
+duality gap and ``converged`` are then those of the returned point.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+import numpy as np
+import torch
+from scipy.optimize import nnls
+
+from .._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
+from ._base import SolverResult
+
+# Number of patterns of the first working set.
+_WS_START = 10
+# Projected-gradient steps refining the multiplier of the dual check.
+_DUAL_REFINE = 5
+_DEBUG = False
+
+
+def _resolve_device(device):
+    """Return a torch.device, refusing CUDA when it is not there."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device='cuda' was requested but CUDA is not available in this "
+            "PyTorch installation; use device='cpu'."
+        )
+    return device
+
+
+def _loss_curvature(loss, n_outputs):
+    """Return the Lipschitz constant of the gradient of the loss in ``F``."""
+    if isinstance(loss, SquaredLoss):
+        return 1.0 / n_outputs
+    if isinstance(loss, BinaryLogLoss):
+        return 0.25
+    if isinstance(loss, MultinomialLogLoss):
+        # The Hessian of log-sum-exp, diag(p) - p p^T, has norm <= 1/2.
+        return 0.5
+    raise ValueError(f"solve_torch does not know the loss {loss!r}.")
+
+
+def _loss_grad(loss, F, Y):
+    """Gradient of the loss in ``F`` (closed forms of the three losses)."""
+    if isinstance(loss, SquaredLoss):
+        return (F - Y) / Y.shape[1]
+    if isinstance(loss, BinaryLogLoss):
+        return -Y * torch.sigmoid(-Y * F)
+    return torch.softmax(F, dim=1) - Y
+
+
+class _Problem:
+    """Tensors of (C) on the device, and the operators restricted to patterns.
+
+    Blocks are held as one tensor ``W`` of shape ``(C, 2, m, k)``: axis 1 is
+    the sign (``a`` then ``b``), axis 2 the patterns of the current set.
+    """
+
+    def __init__(self, program, device, dtype):
+        self.program = program
+        kw = dict(device=device, dtype=dtype)
+        self.Ut = torch.as_tensor(program.Ut, **kw)
+        # Patterns as rows (P, n): every block operation is then a batched
+        # (m, k) x (k, n) product with contiguous rows.
+        self.Dt = torch.as_tensor(program.D.T.copy(), **kw)
+        self.Y = torch.as_tensor(program.Y, **kw)
+        self.loss = program.loss
+        self.beta = float(program.beta)
+        self.sign = torch.tensor([1.0, -1.0], **kw).view(1, 2, 1, 1)
+        self.Lf = _loss_curvature(program.loss, program.n_outputs)
+
+    def predict(self, W, Dt):
+        """Return ``F`` (n, C) and the block pre-activations ``G = W U'^T``."""
+        G = W @ self.Ut.T  # (C, 2, m, n)
+        F = (self.sign * G * Dt).sum(dim=(1, 2)).T
+        return F, G
+
+    def objective(self, W, F):
+        return float(self.loss.torch_value(F, self.Y)) + self.beta * float(
+            torch.linalg.vector_norm(W, dim=-1).sum()
+        )
+
+    def norm_A2(self, Dt, n_iter=30):
+        """Estimate ``||A||^2`` on patterns ``Dt`` by power iteration.
+
+        ``A`` maps the blocks of one output and one sign to ``sum_i D_i U' w_i``;
+        the two signs double it.
+        """
+        n = Dt.shape[1]
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        v = torch.randn(n, generator=gen, dtype=Dt.dtype).to(Dt.device)
+        v /= torch.linalg.vector_norm(v)
+        est = 0.0
+        for _ in range(n_iter):
+            Z = (Dt * v) @ self.Ut  # A^T v, (m, k)
+            u = ((Z @ self.Ut.T) * Dt).sum(0)  # A A^T v
+            est = float(torch.linalg.vector_norm(u))
+            if est == 0.0:
+                return 0.0
+            v = u / est
+        return 2.0 * est
+
+
+def _dual_bound(prob, g, Dt, mu0):
+    """Upper bound of ``||P_C(g_b)||`` for every block.
+
+    ``g`` has shape (C, 2, m, k); ``mu0`` (C, 2, m, n) non-negative
+    multipliers or None. Uses ``||g + K^T mu||`` for ``mu = mu0`` and
+    ``mu = (-K g)_+``, then a few projected-gradient steps (step 1, since
+    ``||K K^T|| = 1``) from the better of the two, on the blocks whose
+    bound exceeds beta.
+    """
+    Ut = prob.Ut
+    S = 2.0 * Dt - 1.0
+    Kg = S * (g @ Ut.T)  # (C, 2, m, n)
+    # mu = (-K g)_+ gives g + K^T mu = K^T (K g)_+.
+    bound = torch.linalg.vector_norm((S * Kg.clamp(min=0)) @ Ut, dim=-1)
+    mu = (-Kg).clamp(min=0)
+    if mu0 is not None:
+        b0 = torch.linalg.vector_norm(g + (S * mu0) @ Ut, dim=-1)
+        better = b0 < bound
+        mu = torch.where(better[..., None], mu0, mu)
+        bound = torch.minimum(bound, b0)
+    bad = bound > prob.beta
+    if _DUAL_REFINE and bool(bad.any()):
+        idx = bad.nonzero(as_tuple=True)
+        gb, mub, Sb = g[idx], mu[idx], S[idx[2]]
+        best = bound[idx]
+        for _ in range(_DUAL_REFINE):
+            r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]  # g + K^T mu
+            best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
+            mub = (mub - Sb * (r @ Ut.T)).clamp(min=0)
+        r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]
+        best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
+        bound = bound.clone()
+        bound[idx] = best
+    return bound
+
+
+def _gap(prob, W, F, M):
+    """Primal value, dual value (numpy, float64) from the bound ``M``."""
+    primal = prob.objective(W, F)
+    lam = -_loss_grad(prob.loss, F, prob.Y)
+    scale = min(1.0, prob.beta / M) if M > 0 else 1.0
+    lam = (scale * lam).double().cpu().numpy()
+    dual = prob.loss.dual(lam, prob.program.Y)
+    return primal, dual
+
+
+def _violation(W, G, Dt):
+    """Relative cone violation ``max (-K w)_+ / max ||w||``."""
+    S = 2.0 * Dt - 1.0
+    worst = float((-(S * G)).clamp(min=0).max()) if G.numel() else 0.0
+    scale = float(torch.linalg.vector_norm(W, dim=-1).max()) if W.numel() else 0.0
+    return worst / scale if scale > 0 else 0.0
+
+
+class _RestrictedAL:
+    """Augmented-Lagrangian state on a working set of patterns."""
+
+    def __init__(self, prob, ws, W, gamma, rho_scale):
+        self.prob = prob
+        self.ws = ws
+        self.Dt = prob.Dt[ws]
+        self.S = 2.0 * self.Dt - 1.0
+        self.W = W
+        self.gamma = gamma
+        self.A2 = prob.norm_A2(self.Dt)
+        # The penalty is scaled with the loss curvature on the working set,
+        # so that neither term dominates the step size.
+        self.rho = rho_scale * max(prob.Lf * self.A2, 1e-12)
+        self.L = 1.05 * prob.Lf * self.A2 + self.rho
+
+    def grad(self, W):
+        """Gradient of the smooth part at ``W`` and the prediction there."""
+        prob = self.prob
+        F, G = prob.predict(W, self.Dt)
+        r = _loss_grad(prob.loss, F, prob.Y)  # (n, C)
+        H = (self.gamma - self.rho * self.S * G).clamp(min=0)
+        M = prob.sign * self.Dt * r.T[:, None, None, :] - self.S * H
+        return M @ prob.Ut, F, G
+
+    def prox(self, Z, step):
+        nrm = torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
+        shrink = (1.0 - step * self.prob.beta / nrm.clamp(min=1e-300)).clamp(min=0)
+        return Z * shrink
+
+    def fista(self, max_iter, eps):
+        """FISTA with adaptive restart on the inner problem.
+
+        Stops when the gradient mapping of every block is at most
+        ``eps * beta`` in norm. Returns the iterations used.
+        """
+        step = 1.0 / self.L
+        W = self.W
+        Yk, t = W, 1.0
+        beta = self.prob.beta
+        for it in range(1, max_iter + 1):
+            gr, _, _ = self.grad(Yk)
+            W_new = self.prox(Yk - step * gr, step)
+            # Gradient mapping at Yk, block by block.
+            res = float(torch.linalg.vector_norm(Yk - W_new, dim=-1).max()) / step
+            if float(((Yk - W_new) * (W_new - W)).sum()) > 0:
+                t = 1.0  # restart: momentum points uphill
+                Yk = W_new
+            else:
+                t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+                Yk = W_new + ((t - 1.0) / t_new) * (W_new - W)
+                t = t_new
+            W = W_new
+            if res <= eps * beta:
+                break
+        self.W = W
+        return it
+
+    def update_multipliers(self):
+        """``gamma <- (gamma - rho K w)_+``; returns the new prediction data."""
+        F, G = self.prob.predict(self.W, self.Dt)
+        self.gamma = (self.gamma - self.rho * self.S * G).clamp(min=0)
+        return F, G
+
+
+def _cleanup(program, Wp, Wn):
+    """Project every non-zero block exactly onto its cone, in float64.
+
+    The projection onto ``{z : K z >= 0}`` is ``w + K_J^T mu`` with ``mu`` the
+    non-negative least-squares solution of ``min ||w + K_J^T mu||`` over the
+    rows ``J`` that matter; ``J`` starts with the violated and nearly active
+    rows and grows until no row is violated.
+    """
+    Ut = program.Ut
+    S = np.where(program.D, 1.0, -1.0)
+    for W in (Wp, Wn):
+        nrm = np.linalg.norm(W, axis=2)
+        for c, i in zip(*np.nonzero(nrm)):
+            w = W[c, i]
+            K = S[:, i, None] * Ut
+            u = K @ w
+            tol = 1e-12 * nrm[c, i]
+            if u.min() >= -tol:
+                continue
+            J = u < 1e-3 * nrm[c, i]
+            for _ in range(20):
+                mu, _ = nnls(K[J].T, -w, maxiter=50 * K.shape[1])
+                z = w + K[J].T @ mu
+                u = K @ z
+                viol = u < -1e-14 * max(np.linalg.norm(z), 1e-300)
+                if not viol.any():
+                    break
+                J |= viol
+            # Rows still negative by round-off are nudged by a multiple of the
+            # direction K^T 1_J, which raises all of them.
+            W[c, i] = z
+    return Wp, Wn
+
+
+def solve_torch(
+    program,
+    *,
+    W0=None,
+    max_iter=10000,
+    tol=1e-6,
+    device="cpu",
+    dtype=None,
+    verbose=False,
+):
+    r"""Solve program (C) by an augmented Lagrangian on a working set.
+
+    Minimises
+
+    .. math::
+
+        L\Big(\Big[\sum_i D_i U' (a_{c,i} - b_{c,i})\Big]_c\Big)
+        + \beta \sum_{c,i} (\|a_{c,i}\| + \|b_{c,i}\|)
+        \quad \text{s.t.} \quad (2D_i - I) U' a_{c,i} \ge 0,\;
+        (2D_i - I) U' b_{c,i} \ge 0,
+
+    see the module docstring for the method.
+
+    Parameters
+    ----------
+    program : ConvexProgram
+        The program to solve.
+    W0 : tuple of ndarray, default=None
+        Warm start ``(Wp, Wn)``, each of shape ``(n_outputs, P0, k)`` with
+        ``P0 <= n_patterns``: the first ``P0`` patterns of the program (as
+        when column generation appends patterns); the others start at zero.
+    max_iter : int, default=10000
+        Maximum number of FISTA iterations, summed over all inner solves.
+    tol : float, default=1e-6
+        Tolerance of the stopping rule: the relative duality gap
+        ``(P - D) / P`` and the relative cone violation
+        ``max_b ||(-K_i w_b)_+||_inf / max_b ||w_b||`` must both be at most
+        ``tol``. ``P`` is the objective and ``D`` the dual value of the
+        scaled dual point ``-grad L * min(1, beta / M)``, where ``M`` is an
+        upper bound of the largest dual-constraint norm (module docstring).
+        The duality gap bounds the distance of the objective to the optimum.
+    device : str or torch.device, default="cpu"
+        Where to compute: ``"cpu"`` or ``"cuda"``.
+    dtype : torch.dtype, default=None
+        ``torch.float64`` (default) or ``torch.float32``.
+    verbose : bool, default=False
+        Show a progress bar over the FISTA iterations with the objective,
+        the cone violation and the relative duality gap.
+
+    Returns
+    -------
+    result : SolverResult
+        Blocks as float64 arrays, feasible to round-off after the final
+        projection step; ``objective`` is ``program.objective`` at them and
+        ``converged`` says whether the relative duality gap at the returned
+        point is at most ``tol``.
+    """
+    device = _resolve_device(device)
+    dtype = torch.float64 if dtype is None else dtype
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}.")
+    prob = _Problem(program, device, dtype)
+    C, P, k, n = program.n_outputs, program.n_patterns, program.k, program.n_samples
+    beta = prob.beta
+
+    W_full = torch.zeros((C, 2, P, k), device=device, dtype=dtype)
+    if W0 is not None:
+        Wp0, Wn0 = (np.asarray(w, dtype=float) for w in W0)
+        if Wp0.shape != Wn0.shape or Wp0.shape[0] != C or Wp0.shape[2] != k:
+            raise ValueError(
+                f"W0 blocks must have shape ({C}, P0, {k}), got {Wp0.shape} "
+                f"and {Wn0.shape}."
+            )
+        if Wp0.shape[1] > P:
+            raise ValueError(
+                f"W0 has {Wp0.shape[1]} patterns, more than the program's {P}."
+            )
+        P0 = Wp0.shape[1]
+        W_full[:, 0, :P0] = torch.as_tensor(Wp0, device=device, dtype=dtype)
+        W_full[:, 1, :P0] = torch.as_tensor(Wn0, device=device, dtype=dtype)
+
+    # The target tolerance of the restricted solves cannot go below what the
+    # arithmetic supports.
+    eps_floor = 10 * float(torch.finfo(dtype).eps) ** 0.5 if dtype == torch.float32 else 0.0
+    tol_eff = max(tol, eps_floor)
+
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc="solve_torch", leave=False)
+
+    n_iter = 0
+    converged = False
+    rel_gap = np.inf
+    viol = np.inf
+    gamma_full = None  # multipliers of the last working set, by pattern
+    ws = None
+    rho_scale = 1.0
+    ws_size = min(P, _WS_START)
+    message = ""
+    while True:
+        # ---- full check: scores of all patterns and the duality gap.
+        all_idx = torch.arange(P, device=device)
+        F, G = prob.predict(W_full, prob.Dt)
+        lam = -_loss_grad(prob.loss, F, prob.Y)
+        g = prob.sign * ((prob.Dt * lam.T[:, None, :]) @ prob.Ut)[:, None]  # (C,2,P,k)
+        mu0 = None
+        if gamma_full is not None:
+            mu0 = torch.zeros((C, 2, P, n), device=device, dtype=dtype)
+            mu0[:, :, ws] = gamma_full
+        bound = _dual_bound(prob, g, prob.Dt, mu0)
+        M = float(bound.max())
+        primal, dual = _gap(prob, W_full, F, M)
+        rel_gap = (primal - dual) / max(primal, 1e-300)
+        viol = _violation(W_full, G, prob.Dt)
+        if bar is not None:
+            bar.set_postfix(obj=f"{primal:.6g}", viol=f"{viol:.1e}", gap=f"{rel_gap:.1e}")
+        if _DEBUG:
+            print(f"FULL n_iter={n_iter} gap={rel_gap:.2e} viol={viol:.2e} M/beta={M/beta:.4f} primal={primal:.8g}")
+        if rel_gap <= tol_eff and viol <= tol_eff:
+            converged = True
+            break
+        if n_iter >= max_iter:
+            message = f"Maximum number of iterations ({max_iter}) reached."
+            break
+
+        # ---- new working set: patterns with a non-zero block first, then
+        # those whose dual constraint is the most violated.
+        nz = (torch.linalg.vector_norm(W_full, dim=-1) > 0).any(dim=(0, 1))
+        score = bound.amax(dim=(0, 1)) / beta
+        if ws is not None:
+            # Keep the patterns already in the set when they still matter.
+            keep = torch.zeros(P, dtype=torch.bool, device=device)
+            keep[ws] = True
+            score = torch.where(keep & (score > 1), score + 1e6, score)
+        score = torch.where(nz, torch.full_like(score, np.inf), score)
+        n_nz = int(nz.sum())
+        ws_size = min(P, max(ws_size, 2 * n_nz, _WS_START))
+        n_violating = int((score > 1).sum())
+        size = min(ws_size, max(n_violating, n_nz, 1))
+        new_ws = torch.sort(torch.topk(score, size).indices).values
+        if ws is not None and torch.equal(new_ws, ws) and ws_size < P:
+            # The restricted problem is solved and the gap is still large:
+            # more patterns are needed.
+            ws_size = min(P, 2 * ws_size)
+            size = min(ws_size, max(n_violating, n_nz, 1))
+            new_ws = torch.sort(torch.topk(score, size).indices).values
+
+        # Multipliers carry over for patterns that stay in the set.
+        gamma = torch.zeros((C, 2, len(new_ws), n), device=device, dtype=dtype)
+        if gamma_full is not None:
+            pos = torch.full((P,), -1, dtype=torch.long, device=device)
+            pos[ws] = torch.arange(len(ws), device=device)
+            old = pos[new_ws]
+            has = old >= 0
+            gamma[:, :, has] = gamma_full[:, :, old[has]]
+        ws = new_ws
+        al = _RestrictedAL(prob, ws, W_full[:, :, ws].clone(), gamma, rho_scale)
+
+        # ---- restricted solve: augmented Lagrangian iterations.
+        eps_in = 1e-2
+        prev_viol = np.inf
+        target = max(0.3 * rel_gap, 0.5 * tol_eff)
+        while n_iter < max_iter:
+            budget = max_iter - n_iter
+            used = al.fista(budget, eps_in)
+            n_iter += used
+            if bar is not None:
+                bar.update(used)
+            F, G = al.update_multipliers()
+            v = _violation(al.W, G, al.Dt)
+            # Restricted duality gap (blocks of the working set only).
+            r = _loss_grad(prob.loss, F, prob.Y)
+            gw = -prob.sign * ((al.Dt * r.T[:, None, :]) @ prob.Ut)[:, None]
+            Mw = float(_dual_bound(prob, gw, al.Dt, al.gamma).max())
+            p_w, d_w = _gap(prob, al.W, F, Mw)
+            gap_w = (p_w - d_w) / max(p_w, 1e-300)
+            if bar is not None:
+                bar.set_postfix(obj=f"{p_w:.6g}", viol=f"{v:.1e}", gap=f"{gap_w:.1e}")
+            if _DEBUG:
+                print(f"  ws={len(ws)} used={used} v={v:.2e} gap_w={gap_w:.2e} rho={al.rho:.2e} L={al.L:.2e} eps_in={eps_in:.1e} p={p_w:.8g} Mw/beta={Mw/beta:.4f}")
+            if gap_w <= target and v <= tol_eff:
+                break
+            if v > 0.25 * prev_viol and v > tol_eff:
+                # Too slow a decrease of the violation: stiffen the penalty.
+                al.rho *= 2.0
+                al.L = 1.05 * prob.Lf * al.A2 + al.rho
+                rho_scale *= 2.0
+            prev_viol = v
+            eps_in = max(0.1 * eps_in, 1e-3 * tol_eff)
+        W_full[:, :, ws] = al.W
+        gamma_full = al.gamma
+
+    if bar is not None:
+        bar.close()
+
+    W_np = W_full.double().cpu().numpy()
+    Wp = np.ascontiguousarray(W_np[:, 0])
+    Wn = np.ascontiguousarray(W_np[:, 1])
+    Wp, Wn = _cleanup(program, Wp, Wn)
+    objective = float(program.objective(Wp, Wn))
+    if converged:
+        message = f"Converged: relative duality gap {rel_gap:.2e} <= tol."
+    return SolverResult(
+        Wp=Wp,
+        Wn=Wn,
+        objective=objective,
+        n_iter=n_iter,
+        converged=converged,
+        message=message or f"Relative duality gap {rel_gap:.2e} > tol = {tol}.",
+    )

@@ -1,0 +1,73 @@
+from math import comb
+
+import numpy as np
+import pytest
+
+from skbnconvex._patterns import (
+    enumerate_patterns,
+    max_patterns,
+    sample_patterns,
+    unique_patterns,
+)
+from skbnconvex._whitening import whiten
+
+
+def _keys(D):
+    return {col.tobytes() for col in D.T}
+
+
+@pytest.mark.parametrize("n, d", [(8, 1), (9, 2), (10, 3), (7, 4)])
+def test_enumeration_reaches_the_bound_in_general_position(n, d):
+    Ut = whiten(np.random.default_rng(n + d).standard_normal((n, d))).Ut
+    D = enumerate_patterns(Ut)
+    # 2 sum_{j<=r} C(n-1, j) cells, minus the empty one.
+    expected = 2 * sum(comb(n - 1, j) for j in range(d + 1)) - 1
+    assert D.shape[1] == expected == max_patterns(n, d) - 1
+    assert len(_keys(D)) == D.shape[1]
+    assert D.any(axis=0).all()
+    # Every pattern is realised by some direction: its cone is non-empty
+    # (checked independently by an LP) -- here via dense random sampling:
+    sampled = sample_patterns(Ut, 10**6, random_state=0, max_draws=200_000)
+    assert _keys(sampled) <= _keys(D)
+
+
+def test_enumerated_patterns_are_realisable():
+    from scipy.optimize import linprog
+
+    Ut = whiten(np.random.default_rng(3).standard_normal((7, 2))).Ut
+    D = enumerate_patterns(Ut)
+    for col in D.T:
+        S = np.where(col, 1.0, -1.0)
+        # find g with S * (Ut g) >= 1 (strictly inside the cell)
+        res = linprog(np.zeros(3), A_ub=-(S[:, None] * Ut), b_ub=-np.ones(7),
+                      bounds=[(None, None)] * 3)
+        assert res.status == 0
+
+
+def test_sampling_is_seeded_distinct_and_non_empty():
+    Ut = whiten(np.random.default_rng(0).standard_normal((40, 5))).Ut
+    D1 = sample_patterns(Ut, 30, random_state=0)
+    D2 = sample_patterns(Ut, 30, random_state=0)
+    D3 = sample_patterns(Ut, 30, random_state=1)
+    assert D1.shape == (40, 30)
+    np.testing.assert_array_equal(D1, D2)
+    assert _keys(D1) != _keys(D3)
+    assert len(_keys(D1)) == 30 and D1.any(axis=0).all()
+
+
+def test_sampling_stops_when_patterns_run_out():
+    Ut = whiten(np.random.default_rng(0).standard_normal((4, 1))).Ut
+    D = sample_patterns(Ut, 100, random_state=0)
+    assert D.shape[1] == max_patterns(4, 1) - 1
+
+
+def test_unique_patterns_drops_duplicates_empty_and_known():
+    D = np.array([[1, 1, 0, 0, 1], [0, 0, 0, 1, 1]], dtype=bool)
+    np.testing.assert_array_equal(unique_patterns(D), D[:, [0, 3, 4]])
+    np.testing.assert_array_equal(unique_patterns(D, exclude=D[:, [3]]), D[:, [0, 4]])
+
+
+def test_enumeration_refuses_unaffordable_counts():
+    Ut = whiten(np.random.default_rng(0).standard_normal((200, 10))).Ut
+    with pytest.raises(ValueError, match="Sample patterns instead"):
+        enumerate_patterns(Ut)
