@@ -74,8 +74,18 @@ from ._base import SolverResult
 # Number of patterns of the first working set.
 _WS_START = 10
 # Projected-gradient steps refining the multiplier of the dual check.
-_DUAL_REFINE = 5
+_DUAL_REFINE = 20
+# Most blocks per check whose dual constraint is computed exactly.
+_EXACT_MAX = 200
 _DEBUG = False
+# Relative cone violation below which polishing on faces is tried.
+_POLISH_FROM = 1e-4
+# Rounds of the active-set polishing.
+_POLISH_ROUNDS = 3
+# Initial penalty of the augmented Lagrangian, relative to the loss curvature.
+_RHO0 = 10.0
+# Most FISTA iterations per inner solve of the augmented Lagrangian.
+_INNER_CAP = 200
 
 
 def _resolve_device(device):
@@ -183,18 +193,42 @@ def _dual_bound(prob, g, Dt, mu0):
         mu = torch.where(better[..., None], mu0, mu)
         bound = torch.minimum(bound, b0)
     bad = bound > prob.beta
-    if _DUAL_REFINE and bool(bad.any()):
-        idx = bad.nonzero(as_tuple=True)
-        gb, mub, Sb = g[idx], mu[idx], S[idx[2]]
-        best = bound[idx]
-        for _ in range(_DUAL_REFINE):
-            r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]  # g + K^T mu
-            best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
-            mub = (mub - Sb * (r @ Ut.T)).clamp(min=0)
-        r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]
+    if not bool(bad.any()):
+        return bound
+    idx = bad.nonzero(as_tuple=True)
+    gb, mub, Sb = g[idx], mu[idx], S[idx[2]]
+    best = bound[idx]
+    # Accelerated projected gradient on min_{mu >= 0} ||g + K^T mu||^2 / 2
+    # (step 1 since ||K K^T|| = 1), batched over the blocks above beta.
+    prev, t = mub, 1.0
+    z = mub
+    for _ in range(_DUAL_REFINE):
+        r = gb + ((Sb * z)[:, None, :] @ Ut)[:, 0, :]  # g + K^T z
         best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
-        bound = bound.clone()
-        bound[idx] = best
+        mub = (z - Sb * (r @ Ut.T)).clamp(min=0)
+        t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+        z = mub + ((t - 1.0) / t_new) * (mub - prev)
+        prev, t = mub, t_new
+    r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]
+    best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
+    # The blocks still above beta get the exact value, ||P_C(g)|| = the
+    # residual of the non-negative least-squares problem (Lawson-Hanson,
+    # whose active set has at most k rows), in float64 on the host.
+    still = (best > prob.beta).nonzero(as_tuple=True)[0]
+    if len(still):
+        order = still[torch.argsort(best[still], descending=True)][:_EXACT_MAX]
+        Ut_np = prob.program.Ut
+        S_np = Sb[order].double().cpu().numpy()
+        g_np = gb[order].double().cpu().numpy()
+        exact = [
+            nnls((S_np[j][:, None] * Ut_np).T, -g_np[j], maxiter=20 * Ut_np.shape[0])[1]
+            for j in range(len(order))
+        ]
+        best[order] = torch.minimum(
+            best[order], torch.as_tensor(exact, dtype=best.dtype, device=best.device)
+        )
+    bound = bound.clone()
+    bound[idx] = best
     return bound
 
 
@@ -232,13 +266,15 @@ class _RestrictedAL:
         self.rho = rho_scale * max(prob.Lf * self.A2, 1e-12)
         self.L = 1.05 * prob.Lf * self.A2 + self.rho
 
-    def grad(self, W):
+    def grad(self, W, penalty=True):
         """Gradient of the smooth part at ``W`` and the prediction there."""
         prob = self.prob
         F, G = prob.predict(W, self.Dt)
         r = _loss_grad(prob.loss, F, prob.Y)  # (n, C)
-        H = (self.gamma - self.rho * self.S * G).clamp(min=0)
-        M = prob.sign * self.Dt * r.T[:, None, None, :] - self.S * H
+        M = prob.sign * self.Dt * r.T[:, None, None, :]
+        if penalty:
+            H = (self.gamma - self.rho * self.S * G).clamp(min=0)
+            M = M - self.S * H
         return M @ prob.Ut, F, G
 
     def prox(self, Z, step):
@@ -246,22 +282,31 @@ class _RestrictedAL:
         shrink = (1.0 - step * self.prob.beta / nrm.clamp(min=1e-300)).clamp(min=0)
         return Z * shrink
 
-    def fista(self, max_iter, eps):
-        """FISTA with adaptive restart on the inner problem.
+    def fista(self, W, max_iter, eps, proj=None):
+        """FISTA with adaptive restart from ``W``.
 
-        Stops when the gradient mapping of every block is at most
-        ``eps * beta`` in norm. Returns the iterations used.
+        Without ``proj``: the augmented-Lagrangian inner problem. With
+        ``proj`` (orthogonal projections of shape (C, 2, m, k, k)): the
+        penalty is dropped and every block is kept in the range of its
+        projection (the polishing problem). Stops when the gradient mapping
+        of every block is at most ``eps * beta`` in norm. Returns the last
+        iterate and the iterations used.
         """
-        step = 1.0 / self.L
-        W = self.W
+        L = 1.05 * self.prob.Lf * self.A2 if proj is not None else self.L
+        step = 1.0 / L
         Yk, t = W, 1.0
         beta = self.prob.beta
+        it = 0
         for it in range(1, max_iter + 1):
-            gr, _, _ = self.grad(Yk)
-            W_new = self.prox(Yk - step * gr, step)
+            gr, _, _ = self.grad(Yk, penalty=proj is None)
+            Z = Yk - step * gr
+            if proj is not None:
+                Z = (proj @ Z[..., None])[..., 0]
+            W_new = self.prox(Z, step)
             # Gradient mapping at Yk, block by block.
-            res = float(torch.linalg.vector_norm(Yk - W_new, dim=-1).max()) / step
-            if float(((Yk - W_new) * (W_new - W)).sum()) > 0:
+            diff = Yk - W_new
+            res = float(torch.linalg.vector_norm(diff, dim=-1).max()) / step
+            if float((diff * (W_new - W)).sum()) > 0:
                 t = 1.0  # restart: momentum points uphill
                 Yk = W_new
             else:
@@ -271,8 +316,92 @@ class _RestrictedAL:
             W = W_new
             if res <= eps * beta:
                 break
-        self.W = W
-        return it
+        return W, it
+
+    def face_projections(self, W, J, idx):
+        """Projections onto the faces that the multipliers call active.
+
+        For a non-zero block the rows ``J`` with a positive multiplier are
+        held at equality, ``K_J w = 0``: the projection onto the null space
+        of ``K_J`` is ``I - V V^T`` with ``V`` the eigenvectors of
+        ``K_J^T K_J = U'^T diag(1_J) U'`` of non-negligible eigenvalue. Zero
+        blocks get the zero projection (they stay at zero).
+        """
+        prob = self.prob
+        C, _, m, k = W.shape
+        proj = torch.zeros((C, 2, m, k, k), dtype=W.dtype, device=W.device)
+        gram = (prob.Ut.T * J[:, None, :]) @ prob.Ut  # (B, k, k)
+        evals, evecs = torch.linalg.eigh(gram)
+        keep = evals > 1e3 * torch.finfo(W.dtype).eps
+        V = evecs * keep[:, None, :]
+        eye = torch.eye(k, dtype=W.dtype, device=W.device)
+        proj[idx] = eye - V @ V.transpose(1, 2)
+        inv = torch.where(keep, 1.0 / evals.clamp(min=1e-300), torch.zeros_like(evals))
+        return proj, idx, J, (evecs, inv)
+
+    def face_multipliers(self, W, idx, J, eig):
+        """Least-squares multipliers of the held rows, ``K_J^T mu_J = v``.
+
+        ``v = grad_b + beta w_b / ||w_b||`` is what the constraint forces
+        must balance at a stationary point of the polishing problem.
+        """
+        prob = self.prob
+        gr, _, _ = self.grad(W, penalty=False)
+        Wb = W[idx]
+        v = gr[idx] + prob.beta * Wb / torch.linalg.vector_norm(
+            Wb, dim=-1, keepdim=True
+        ).clamp(min=1e-300)
+        evecs, inv = eig
+        x = evecs @ ((inv * (evecs.transpose(1, 2) @ v[..., None])[..., 0])[..., None])
+        mu = (prob.Ut @ x)[..., 0] * self.S[idx[2]] * J  # K_J (K_J^T K_J)^+ v
+        gamma = torch.zeros_like(self.gamma)
+        gamma[idx] = mu.clamp(min=0)
+        return gamma, mu
+
+    def polish(self, max_iter, eps, n_rounds=_POLISH_ROUNDS):
+        """Active-set polishing from the current iterate.
+
+        Holds the rows of positive multiplier at equality and solves the
+        resulting problem (group lasso on subspaces, no constraints left) by
+        FISTA; rows that end up violated join the active set, rows whose
+        least-squares multiplier is negative leave it, and the problem is
+        solved again, at most ``n_rounds`` times. Returns the point, its
+        multipliers, the prediction data and the iterations used.
+        """
+        W = self.W
+        supp = torch.linalg.vector_norm(W, dim=-1) > 0
+        idx = supp.nonzero(as_tuple=True)
+        if len(idx[0]) == 0:
+            F, G = self.prob.predict(W, self.Dt)
+            return W, self.gamma, F, G, 0
+        J = (self.gamma[idx] > 0).to(W.dtype)
+        Sb = self.S[idx[2]]
+        used_all = 0
+        for _ in range(n_rounds):
+            proj, idx2, J, eig = self.face_projections(W, J, idx)
+            W = (proj @ W[..., None])[..., 0]
+            W, used = self.fista(W, max_iter - used_all, eps, proj=proj)
+            used_all += used
+            gamma, mu = self.face_multipliers(W, idx, J, eig)
+            F, G = self.prob.predict(W, self.Dt)
+            KW = Sb * G[idx]
+            scale = torch.linalg.vector_norm(W, dim=-1).max()
+            bad_rows = KW < -1e-12 * scale
+            neg_mu = mu < -1e-9 * self.prob.beta
+            if not (bool(bad_rows.any()) or bool(neg_mu.any())) or used_all >= max_iter:
+                break
+            J = torch.where(bad_rows, torch.ones_like(J), J)
+            J = torch.where(neg_mu, torch.zeros_like(J), J)
+        return W, gamma, F, G, used_all
+
+    def certificate(self, W, F, gamma):
+        """Objective and relative duality gap of the restricted program."""
+        prob = self.prob
+        r = _loss_grad(prob.loss, F, prob.Y)
+        g = -prob.sign * ((self.Dt * r.T[:, None, :]) @ prob.Ut)[:, None]
+        M = float(_dual_bound(prob, g, self.Dt, gamma).max())
+        primal, dual = _gap(prob, W, F, M)
+        return primal, (primal - dual) / max(primal, 1e-300)
 
     def update_multipliers(self):
         """``gamma <- (gamma - rho K w)_+``; returns the new prediction data."""
@@ -413,7 +542,7 @@ def solve_torch(
     viol = np.inf
     gamma_full = None  # multipliers of the last working set, by pattern
     ws = None
-    rho_scale = 1.0
+    rho_scale = _RHO0
     ws_size = min(P, _WS_START)
     message = ""
     while True:
@@ -475,30 +604,37 @@ def solve_torch(
         ws = new_ws
         al = _RestrictedAL(prob, ws, W_full[:, :, ws].clone(), gamma, rho_scale)
 
-        # ---- restricted solve: augmented Lagrangian iterations.
+        # ---- restricted solve: augmented Lagrangian iterations, each
+        # followed by an attempt to polish on the faces it identifies.
         eps_in = 1e-2
         prev_viol = np.inf
         target = max(0.3 * rel_gap, 0.5 * tol_eff)
         while n_iter < max_iter:
-            budget = max_iter - n_iter
-            used = al.fista(budget, eps_in)
+            al.W, used = al.fista(al.W, min(_INNER_CAP, max_iter - n_iter), eps_in)
             n_iter += used
             if bar is not None:
                 bar.update(used)
             F, G = al.update_multipliers()
             v = _violation(al.W, G, al.Dt)
-            # Restricted duality gap (blocks of the working set only).
-            r = _loss_grad(prob.loss, F, prob.Y)
-            gw = -prob.sign * ((al.Dt * r.T[:, None, :]) @ prob.Ut)[:, None]
-            Mw = float(_dual_bound(prob, gw, al.Dt, al.gamma).max())
-            p_w, d_w = _gap(prob, al.W, F, Mw)
-            gap_w = (p_w - d_w) / max(p_w, 1e-300)
-            if bar is not None:
-                bar.set_postfix(obj=f"{p_w:.6g}", viol=f"{v:.1e}", gap=f"{gap_w:.1e}")
+            p_w, gap_w = al.certificate(al.W, F, al.gamma)
             if _DEBUG:
-                print(f"  ws={len(ws)} used={used} v={v:.2e} gap_w={gap_w:.2e} rho={al.rho:.2e} L={al.L:.2e} eps_in={eps_in:.1e} p={p_w:.8g} Mw/beta={Mw/beta:.4f}")
+                print(f"  AL ws={len(ws)} used={used} v={v:.2e} gap_w={gap_w:.2e} rho={al.rho:.2e} eps_in={eps_in:.1e} p={p_w:.10g}")
             if gap_w <= target and v <= tol_eff:
                 break
+            if v <= _POLISH_FROM and n_iter < max_iter:
+                Wq, gq, Fq, Gq, used = al.polish(max_iter - n_iter, 1e-3 * tol_eff)
+                n_iter += used
+                if bar is not None:
+                    bar.update(used)
+                vq = _violation(Wq, Gq, al.Dt)
+                pq, gap_q = al.certificate(Wq, Fq, gq)
+                if _DEBUG:
+                    print(f"  POLISH used={used} v={vq:.2e} gap={gap_q:.2e} p={pq:.10g}")
+                if gap_q <= target and vq <= tol_eff:
+                    al.W, al.gamma = Wq, gq
+                    break
+            if bar is not None:
+                bar.set_postfix(obj=f"{p_w:.6g}", viol=f"{v:.1e}", gap=f"{gap_w:.1e}")
             if v > 0.25 * prev_viol and v > tol_eff:
                 # Too slow a decrease of the violation: stiffen the penalty.
                 al.rho *= 2.0
