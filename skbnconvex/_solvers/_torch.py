@@ -81,7 +81,7 @@ _DEBUG = False
 # Relative cone violation below which polishing on faces is tried.
 _POLISH_FROM = 1e-4
 # Rounds of the active-set polishing.
-_POLISH_ROUNDS = 3
+_POLISH_ROUNDS = 6
 # Initial penalty of the augmented Lagrangian, relative to the loss curvature.
 _RHO0 = 10.0
 # Most FISTA iterations per inner solve of the augmented Lagrangian.
@@ -582,16 +582,11 @@ def solve_torch(
             score = torch.where(keep & (score > 1), score + 1e6, score)
         score = torch.where(nz, torch.full_like(score, np.inf), score)
         n_nz = int(nz.sum())
-        ws_size = min(P, max(ws_size, 2 * n_nz, _WS_START))
-        n_violating = int((score > 1).sum())
-        size = min(ws_size, max(n_violating, n_nz, 1))
+        # The set doubles at every check (as in celer), and is never smaller
+        # than twice the patterns in use.
+        ws_size = min(P, max(_WS_START, 2 * n_nz, 2 * ws_size if ws is not None else 0))
+        size = max(1, min(ws_size, int((score > 1).sum())))
         new_ws = torch.sort(torch.topk(score, size).indices).values
-        if ws is not None and torch.equal(new_ws, ws) and ws_size < P:
-            # The restricted problem is solved and the gap is still large:
-            # more patterns are needed.
-            ws_size = min(P, 2 * ws_size)
-            size = min(ws_size, max(n_violating, n_nz, 1))
-            new_ws = torch.sort(torch.topk(score, size).indices).values
 
         # Multipliers carry over for patterns that stay in the set.
         gamma = torch.zeros((C, 2, len(new_ws), n), device=device, dtype=dtype)

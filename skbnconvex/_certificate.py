@@ -1,0 +1,473 @@
+r"""Global optimality certificate of program (C): dual feasibility.
+
+For a prediction ``F`` of the decoupled network and the residual
+``lam = -grad L(F)`` (``Y - F`` up to the loss scaling for the squared loss),
+program (C) over *all* activation patterns is at its optimum iff every
+output ``c`` satisfies the dual constraint (MATH.md section 4)
+
+.. math::
+
+    M_c = \max_{\|z\|_2 \le 1} \big| \lambda_c^T \operatorname{relu}(U' z) \big|
+    \le \beta .
+
+On the cone of pattern ``D``, :math:`K_D = \{z : (2D - I) U' z \ge 0\}`,
+``relu(U' z) = D U' z``, so the maximum of ``lam^T relu(U' z)`` over
+``K_D`` and the unit ball is the maximum of ``g^T z`` with
+``g = U'^T D lam``, which is the norm of the projection of ``g`` onto the
+polyhedral cone ``K_D``. By Moreau's decomposition,
+``g = P_K(g) + P_{K°}(g)`` with the polar cone
+``K° = {-A^T mu : mu >= 0}`` (``A = (2D - I) U'``), hence
+
+.. math::
+
+    \|P_{K_D}(g)\|_2 = \min_{\mu \ge 0} \|g + A^T \mu\|_2 ,
+
+a non-negative least-squares problem with ``k = rank + 1`` rows, solved
+exactly by :func:`scipy.optimize.nnls` (and again with ``-lam`` for the
+absolute value). The maximiser is ``(g + A^T mu) / ||g + A^T mu||`` and the
+rows with ``mu_j > 0`` are the hyperplanes it lies on.
+
+Two cheap upper bounds prune the NNLS calls: ``||P_K(g)|| <= ||g||`` and the
+projection onto the half-space of a single row,
+``||P_K(g)||^2 <= ||g||^2 - max_j (a_j^T g)_-^2 / ||a_j||^2``. Candidates are
+solved in decreasing order of the bound until the bound falls below what is
+still needed (branch and bound), so the maximum over a set of patterns is
+exact and costs few NNLS solves.
+
+*Exact mode*: the candidates are all patterns (:func:`enumerate_patterns`),
+affordable at small rank; ``M`` is exact and a certificate is a proof.
+*Search mode*: the candidates are the patterns of the program, fresh
+samples, the cells visited by an ascent of ``|lam^T relu(U' z)|`` on the
+sphere from many starts, and the neighbours of the best cells across the
+hyperplanes their maximiser lies on. ``M`` is then the largest value found,
+a lower bound of the true maximum; a provable (loose) upper bound is
+``max(||lam_+||, ||lam_-||)`` because ``||relu(U' z)|| <= ||U' z|| = ||z||``.
+
+Lower bound: ``lam * min(1, beta / M)`` is dual feasible and
+``-L^*(-lam')`` (``loss.dual``) is a lower bound of the optimum of (C) over
+all patterns. Separable losses are scaled per output; the multinomial loss
+needs the rows of ``Y - lam'`` on the simplex, which one global scale keeps.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+from sklearn.utils import check_random_state
+
+from ._patterns import enumerate_patterns, max_patterns, sample_patterns, unique_patterns
+
+# Largest pattern count for which the automatic mode enumerates (the default
+# cap of enumerate_patterns).
+EXACT_MAX_PATTERNS = 100_000
+
+
+@dataclass
+class Certificate:
+    """Optimality certificate of a prediction of program (C).
+
+    Attributes
+    ----------
+    M : ndarray of shape (n_outputs,)
+        ``max_{||z|| <= 1} |lam_c^T relu(U' z)|`` per output: exact in exact
+        mode, the largest value found (a lower bound of it) in search mode.
+    M_upper : ndarray of shape (n_outputs,)
+        A proven upper bound of the same maximum (equal to ``M`` in exact
+        mode).
+    beta : float
+        Weight of the group penalty.
+    exact : bool
+        Whether every activation pattern was checked.
+    certified : bool
+        True only in exact mode when ``max M <= beta * (1 + tol)``: the
+        prediction is then the global optimum over all patterns, to the
+        accuracy of ``lam``.
+    patterns : ndarray of bool, shape (n_samples, q)
+        Patterns whose dual constraint is violated (score above ``beta``),
+        most violated first.
+    scores : ndarray of shape (q,)
+        Their ``max_c ||P_K(+-U'^T D lam_c)||``.
+    primal : float
+        Objective of (C) given by the caller.
+    lower_bound : float
+        Dual value at ``lam * min(1, beta / M)``: a lower bound of the
+        optimum of (C) over all patterns in exact mode, an estimate in
+        search mode.
+    gap : float
+        ``(primal - lower_bound) / max(|primal|, tiny)``.
+    proven_lower_bound : float
+        Dual value at ``lam * min(1, beta / M_upper)``: always a lower bound.
+    proven_gap : float
+        Relative gap to ``proven_lower_bound``.
+    n_checked : int
+        Number of (pattern, output, sign) cone projections solved by NNLS.
+    """
+
+    M: np.ndarray
+    M_upper: np.ndarray
+    beta: float
+    exact: bool
+    certified: bool
+    patterns: np.ndarray
+    scores: np.ndarray
+    primal: float
+    lower_bound: float
+    gap: float
+    proven_lower_bound: float
+    proven_gap: float
+    n_checked: int = 0
+    maximisers: np.ndarray = field(default=None, repr=False)
+
+
+def _relative_gap(primal, lower):
+    return (primal - lower) / max(abs(primal), np.finfo(np.float64).tiny)
+
+
+def dual_lower_bound(loss, lam, Y, M, beta):
+    """Dual value of ``lam`` scaled into the dual feasible set.
+
+    Parameters
+    ----------
+    loss : loss object
+    lam : ndarray of shape (n_samples, n_outputs)
+        ``-grad L(F)``.
+    Y : ndarray of shape (n_samples, n_outputs)
+    M : ndarray of shape (n_outputs,)
+        Upper bounds (or estimates) of the dual-constraint maxima.
+    beta : float
+
+    Returns
+    -------
+    lower_bound : float
+        ``loss.dual(lam * s, Y)`` with ``s = min(1, beta / M)`` per output
+        for separable losses, one global ``s`` for the multinomial loss
+        (``Y - s lam`` is then a convex combination of ``Y`` and the softmax
+        and stays on the simplex).
+    """
+    M = np.asarray(M, dtype=float)
+    with np.errstate(divide="ignore"):
+        scale = np.minimum(1.0, np.where(M > 0, beta / M, np.inf))
+    if not getattr(loss, "separable", True):
+        scale = np.full_like(scale, scale.min())
+    return float(loss.dual(lam * scale, Y))
+
+
+def _cone_projection(Ut, d, g):
+    """``||P_K(g)||`` and the maximiser on ``K = {z : (2d - 1) Ut z >= 0}``.
+
+    Returns ``(value, z, active)`` with ``active`` the rows whose multiplier
+    is positive (the hyperplanes the maximiser lies on).
+    """
+    A = Ut * np.where(d, 1.0, -1.0)[:, None]
+    try:
+        mu, value = nnls(A.T, -g, maxiter=50 * A.shape[0])
+    except RuntimeError:  # pragma: no cover - nnls gave up; fall back to 0
+        return 0.0, np.zeros_like(g), np.zeros(d.shape, bool)
+    if value <= 0:
+        return 0.0, np.zeros_like(g), mu > 0
+    return float(value), (g + A.T @ mu) / value, mu > 0
+
+
+def _upper_bounds(Ut, D, lam):
+    """Cheap bounds of ``||P_K(+-U'^T D lam_c)||`` for all candidates.
+
+    Returns an array of shape ``(n_outputs, 2, n_patterns)`` (sign ``+`` for
+    ``lam``, ``-`` for ``-lam``): the norm of the projection onto the most
+    violated single half-space, which contains the cone.
+    """
+    Df = D.astype(np.float64)
+    # G[c, p] = Ut^T D_p lam_c
+    G = np.einsum("nk,np,nc->cpk", Ut, Df, lam, optimize=True)
+    sq = np.einsum("cpk,cpk->cp", G, G)
+    # Row j of A = (2 D_j - 1) u_j; its inner product with +-g.
+    S = np.where(D, 1.0, -1.0)  # (n, P)
+    row_norm2 = np.einsum("nk,nk->n", Ut, Ut)
+    row_norm2 = np.where(row_norm2 > 0, row_norm2, np.inf)
+    AG = S[None] * np.einsum("nk,cpk->cnp", Ut, G)  # (C, n, P)
+    # For +g the violated rows have AG < 0; for -g, AG > 0.
+    cut_plus = np.max(np.minimum(AG, 0.0) ** 2 / row_norm2[None, :, None], axis=1)
+    cut_minus = np.max(np.maximum(AG, 0.0) ** 2 / row_norm2[None, :, None], axis=1)
+    ub = np.stack(
+        [np.sqrt(np.maximum(sq - cut_plus, 0.0)), np.sqrt(np.maximum(sq - cut_minus, 0.0))],
+        axis=1,
+    )
+    return ub, G
+
+
+class _Scorer:
+    """Exact maxima over sets of candidate patterns, by branch and bound.
+
+    Keeps, across calls, the best value per output, the best score of every
+    pattern seen (over outputs and signs) and the NNLS maximisers, so that a
+    search can add candidates in stages.
+    """
+
+    def __init__(self, Ut, lam, beta, n_keep):
+        self.Ut, self.lam, self.beta = Ut, lam, beta
+        self.C = lam.shape[1]
+        self.n_keep = n_keep
+        self.best = np.zeros(self.C)
+        self.best_z = np.zeros((self.C, 2, Ut.shape[1]))
+        self.best_sign_value = np.zeros((self.C, 2))
+        self.D = np.zeros((Ut.shape[0], 0), bool)
+        self.pattern_score = np.zeros(0)
+        self.solved = []  # (value, c, sign, column index in self.D, active)
+        self.n_checked = 0
+        # The n_keep best pattern scores, by column: the bar a candidate must
+        # clear to enter the list of violators.
+        self.top = {}
+
+    def _kth_score(self):
+        if self.n_keep == 0 or len(self.top) < self.n_keep:
+            return 0.0
+        return min(self.top.values())
+
+    def _record(self, q, value):
+        if value <= self.pattern_score[q]:
+            return
+        self.pattern_score[q] = value
+        if q in self.top or len(self.top) < self.n_keep:
+            self.top[q] = value
+        elif self.n_keep:
+            worst = min(self.top, key=self.top.get)
+            if value > self.top[worst]:
+                del self.top[worst]
+                self.top[q] = value
+
+    def add(self, D):
+        """Score the new (deduplicated) candidates ``D``; return their count."""
+        D = unique_patterns(D, exclude=self.D)
+        if D.shape[1] == 0:
+            return 0
+        offset = self.D.shape[1]
+        self.D = np.hstack([self.D, D])
+        self.pattern_score = np.concatenate([self.pattern_score, np.zeros(D.shape[1])])
+        ub, G = _upper_bounds(self.Ut, D, self.lam)
+        for c in range(self.C):
+            order = np.argsort(-ub[c].ravel(), kind="stable")
+            for flat in order:
+                s, p = divmod(int(flat), D.shape[1])
+                bound = ub[c, s, p]
+                # Needed for the exact maximum of output c, or for the list
+                # of the n_keep most violated patterns.
+                need = min(self.best[c], max(self.beta, self._kth_score()))
+                if bound <= need:
+                    break
+                g = G[c, p] if s == 0 else -G[c, p]
+                value, z, active = _cone_projection(self.Ut, D[:, p], g)
+                self.n_checked += 1
+                q = offset + p
+                self.solved.append((value, c, s, q, active))
+                self._record(q, value)
+                if value > self.best[c]:
+                    self.best[c] = value
+                if value > self.best_sign_value[c, s]:
+                    self.best_sign_value[c, s] = value
+                    self.best_z[c, s] = z
+        return D.shape[1]
+
+    def top_solved(self, count):
+        """The ``count`` best solved projections (value, c, sign, column, active)."""
+        return sorted(self.solved, key=lambda t: -t[0])[:count]
+
+    def violators(self, margin):
+        """Patterns scoring above ``beta * (1 + margin)``, best first."""
+        s = self.pattern_score
+        idx = np.flatnonzero(s > self.beta * (1.0 + margin))
+        idx = idx[np.argsort(-s[idx], kind="stable")][: self.n_keep]
+        return self.D[:, idx], s[idx]
+
+
+def _ascent(Ut, lam, starts, n_iter):
+    """Fixed-point ascent of ``lam^T relu(U' z)`` on the sphere.
+
+    From ``z``, the pattern ``D = 1[U' z >= 0]`` makes the function linear
+    with gradient ``g = U'^T D lam``; stepping to ``g / ||g||`` is the best
+    point of that linear piece's extension, which moves across cells
+    towards the large values (a power-iteration-like step). All starts are
+    iterated together. Returns the visited patterns (n, n_starts * n_iter).
+    """
+    Z = starts / np.maximum(np.linalg.norm(starts, axis=0), 1e-300)
+    visited = []
+    for _ in range(n_iter):
+        Dz = Ut @ Z >= 0
+        visited.append(Dz)
+        G = Ut.T @ (Dz * lam[:, None])
+        norms = np.linalg.norm(G, axis=0)
+        if not np.any(norms > 0):
+            break
+        # Half step: keeps part of the current direction, which avoids the
+        # two-cycles of the plain fixed point.
+        Z = 0.5 * Z + 0.5 * G / np.maximum(norms, 1e-300)
+        Z /= np.maximum(np.linalg.norm(Z, axis=0), 1e-300)
+    return np.hstack(visited)
+
+
+def _flip_neighbours(D_col, active, max_flips=32):
+    """Patterns across the hyperplanes through a cell's maximiser.
+
+    The maximiser of a cell lies on the hyperplanes of the rows with a
+    positive NNLS multiplier; the adjacent cells flip one of them (or all
+    together, the cell on the other side of their intersection).
+    """
+    rows = np.flatnonzero(active)[:max_flips]
+    if rows.size == 0:
+        return np.zeros((D_col.shape[0], 0), bool)
+    out = np.repeat(D_col[:, None], rows.size + 1, axis=1)
+    out[rows, np.arange(rows.size)] ^= True
+    out[rows, -1] ^= True
+    return out
+
+
+def optimality_certificate(
+    Ut,
+    F,
+    Y,
+    loss,
+    beta,
+    *,
+    primal,
+    patterns=None,
+    blocks=None,
+    all_patterns=None,
+    mode="auto",
+    n_violators=10,
+    n_samples=1000,
+    n_starts=64,
+    n_ascent=30,
+    n_flip_rounds=5,
+    tol=1e-6,
+    random_state=None,
+):
+    r"""Check the global optimality of a prediction of program (C).
+
+    With ``lam = -loss.gradient(F, Y)`` computes, for every output ``c``,
+
+    .. math:: M_c = \max_{\|z\| \le 1} |\lambda_c^T \operatorname{relu}(U' z)|
+
+    (see the module docstring), the patterns whose dual constraint
+    ``M_c <= beta`` is violated, a dual lower bound of the optimum of (C)
+    over all patterns and the relative optimality gap.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n_samples, k)
+        Whitened data ``[U, 1/sqrt(n)]``.
+    F : ndarray of shape (n_samples, n_outputs)
+        Prediction of the program at the point to certify.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets coded for ``loss``.
+    loss : loss object
+        Any loss of :mod:`skbnconvex._losses` (uses ``gradient`` and ``dual``).
+    beta : float
+        Weight of the group penalty.
+    primal : float
+        Objective of (C) at the point (``program.objective``).
+    patterns : ndarray of bool, shape (n_samples, P), default=None
+        Patterns of the current program; always checked.
+    blocks : tuple (Wp, Wn) of ndarray (n_outputs, P, k), default=None
+        Current blocks; their directions seed the ascent in search mode.
+    all_patterns : ndarray of bool, default=None
+        Every pattern, if the caller has enumerated them already (exact
+        mode then reuses them).
+    mode : {"auto", "exact", "search"}, default="auto"
+        ``"auto"`` is exact when ``all_patterns`` is given or the bound
+        :func:`max_patterns` is at most ``EXACT_MAX_PATTERNS``.
+    n_violators : int, default=10
+        How many of the most violated patterns to return.
+    n_samples : int, default=1000
+        Fresh sampled patterns (search mode).
+    n_starts : int, default=64
+        Random starts of the ascent, per output and sign (search mode);
+        the current blocks' directions are added to them.
+    n_ascent : int, default=30
+        Ascent iterations per start.
+    n_flip_rounds : int, default=5
+        Rounds of moving the best cells across their active hyperplanes.
+    tol : float, default=1e-6
+        ``certified`` needs ``max M <= beta * (1 + tol)``; violators need a
+        score above ``beta * (1 + tol)``.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    certificate : Certificate
+    """
+    Ut = np.asarray(Ut, dtype=np.float64)
+    F = np.asarray(F, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n, k = Ut.shape
+    C = Y.shape[1]
+    lam = -loss.gradient(F, Y)
+    if mode not in ("auto", "exact", "search"):
+        raise ValueError(f"mode must be 'auto', 'exact' or 'search', got {mode!r}.")
+    if mode == "auto":
+        exact = all_patterns is not None or max_patterns(n, k - 1) <= EXACT_MAX_PATTERNS
+    else:
+        exact = mode == "exact"
+    if exact and all_patterns is None:
+        all_patterns = enumerate_patterns(Ut, max_count=max(EXACT_MAX_PATTERNS, max_patterns(n, k - 1)) if mode == "exact" else EXACT_MAX_PATTERNS)
+
+    scorer = _Scorer(Ut, lam, beta, n_violators)
+    if patterns is not None and patterns.shape[1]:
+        scorer.add(patterns)
+    if exact:
+        scorer.add(all_patterns)
+    else:
+        rng = check_random_state(random_state)
+        scorer.add(sample_patterns(Ut, n_samples, rng))
+        for c in range(C):
+            for s, sign in enumerate((1.0, -1.0)):
+                starts = [rng.standard_normal((k, n_starts))]
+                if blocks is not None:
+                    W = blocks[s][c]
+                    W = W[np.linalg.norm(W, axis=1) > 0]
+                    starts.append(W.T)
+                z = scorer.best_z[c, s]
+                if np.any(z):
+                    starts.append(z[:, None])
+                scorer.add(_ascent(Ut, sign * lam[:, [c]][:, 0], np.hstack(starts), n_ascent))
+        # Local search across cells: flip the hyperplanes the best maximisers
+        # lie on, while that finds new, better cells.
+        for _ in range(n_flip_rounds):
+            before = scorer.best.copy()
+            neighbours = [
+                _flip_neighbours(scorer.D[:, q], active)
+                for _, _, _, q, active in scorer.top_solved(max(n_violators, 10))
+            ]
+            added = scorer.add(np.hstack(neighbours)) if neighbours else 0
+            if added == 0 or np.all(scorer.best <= before * (1 + 1e-12)):
+                break
+
+    M = scorer.best.copy()
+    if exact:
+        M_upper = M.copy()
+    else:
+        # ||relu(U'z)|| <= ||U'z|| = ||z||: lam^T relu(U'z) <= ||lam_+||.
+        M_upper = np.maximum(
+            np.linalg.norm(np.maximum(lam, 0), axis=0),
+            np.linalg.norm(np.maximum(-lam, 0), axis=0),
+        )
+        M_upper = np.maximum(M_upper, M)
+    D_viol, scores = scorer.violators(tol)
+    lower = dual_lower_bound(loss, lam, Y, M, beta)
+    proven = dual_lower_bound(loss, lam, Y, M_upper, beta)
+    return Certificate(
+        M=M,
+        M_upper=M_upper,
+        beta=float(beta),
+        exact=bool(exact),
+        certified=bool(exact and M.max(initial=0.0) <= beta * (1.0 + tol)),
+        patterns=D_viol,
+        scores=scores,
+        primal=float(primal),
+        lower_bound=lower,
+        gap=_relative_gap(primal, lower),
+        proven_lower_bound=proven,
+        proven_gap=_relative_gap(primal, proven),
+        n_checked=scorer.n_checked,
+        maximisers=scorer.best_z,
+    )

@@ -1,0 +1,292 @@
+r"""Column generation over activation patterns, stopped by a certificate.
+
+Program (C) restricted to a set of patterns is an upper bound of the global
+optimum. Its dual point ``lam = -grad L(F)`` is feasible for the full program
+iff no pattern violates ``||P_{K_D}(+-U'^T D lam_c)|| <= beta``
+(:mod:`skbnconvex._certificate`). Column generation therefore alternates:
+
+1. solve (C) on the current patterns (warm-started from the previous blocks,
+   padded with zeros for the new patterns);
+2. compute the certificate: the most violated patterns, a dual lower bound
+   and the relative gap;
+3. stop when certified (exact mode) or when the gap is below ``tol``;
+   otherwise add the most violated patterns (deduplicated) and drop the
+   patterns whose blocks stayed zero for ``drop_after`` rounds, to keep the
+   program small.
+
+A violated pattern is exactly a column of negative reduced cost in the
+sense of linear programming: adding it decreases the objective unless the
+step is degenerate. At small rank the oracle is exact and the loop ends with
+a proof of global optimality; at realistic rank the oracle is a search and
+the gap is an estimate.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._certificate import EXACT_MAX_PATTERNS, optimality_certificate
+from ._patterns import enumerate_patterns, max_patterns, sample_patterns, unique_patterns
+from ._program import ConvexProgram
+
+
+@dataclass
+class ColumnGenerationResult:
+    """Outcome of :func:`column_generation`.
+
+    Attributes
+    ----------
+    patterns : ndarray of bool, shape (n_samples, n_patterns)
+        Patterns of the final program.
+    result : SolverResult
+        Solution of the final program (blocks aligned with ``patterns``).
+    certificate : Certificate
+        Certificate of the final solution.
+    history : list of dict
+        One entry per round: ``n_patterns``, ``objective`` (of (C)),
+        ``lower_bound``, ``gap``, ``M`` (max over outputs), ``added``,
+        ``dropped``, ``time`` (seconds since the start, cumulative).
+    converged : bool
+        Whether the loop stopped on the certificate or the gap (not on the
+        budget or a stall).
+    message : str
+        Why the loop stopped.
+    """
+
+    patterns: np.ndarray
+    result: object
+    certificate: object
+    history: list = field(default_factory=list)
+    converged: bool = False
+    message: str = ""
+
+    @property
+    def n_rounds(self):
+        return len(self.history)
+
+
+def cvxpy_solver(**options):
+    """Wrap :func:`solve_cvxpy` as ``solve(program, W0)`` (no warm start)."""
+    from ._solvers import solve_cvxpy
+
+    def solve(program, W0=None):
+        return solve_cvxpy(program, **options)
+
+    return solve
+
+
+def torch_solver(**options):
+    """Wrap ``solve_torch`` as ``solve(program, W0)`` with warm start."""
+    from ._solvers._torch import solve_torch
+
+    def solve(program, W0=None):
+        return solve_torch(program, W0=W0, **options)
+
+    return solve
+
+
+def column_generation(
+    Ut,
+    Y,
+    loss,
+    beta,
+    solve=None,
+    *,
+    n_initial=10,
+    initial_patterns=None,
+    max_patterns=None,
+    max_rounds=30,
+    patterns_per_round=5,
+    tol=1e-6,
+    drop_after=3,
+    prune_tol=1e-6,
+    certificate_mode="auto",
+    certificate_options=None,
+    random_state=None,
+    verbose=0,
+):
+    r"""Solve program (C) by adding violated activation patterns.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n_samples, k)
+        Whitened data.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets coded for ``loss``.
+    loss : loss object
+    beta : float
+        Weight of the group penalty (``alpha / sqrt(n_samples)``).
+    solve : callable, default=None
+        ``solve(program, W0) -> SolverResult`` where ``W0`` is ``None`` or
+        blocks ``(Wp, Wn)`` for the first ``P0`` patterns of ``program``.
+        Defaults to :func:`cvxpy_solver` with its defaults (``W0`` ignored).
+    n_initial : int, default=10
+        Sampled patterns of the first program (ignored when
+        ``initial_patterns`` is given).
+    initial_patterns : ndarray of bool, default=None
+        Patterns of the first program.
+    max_patterns : int, default=None
+        Budget on the number of patterns of a program; None for no limit.
+    max_rounds : int, default=30
+        Budget on the number of solves.
+    patterns_per_round : int, default=5
+        Most violated patterns added per round.
+    tol : float, default=1e-6
+        Stop when the relative gap (primal minus dual lower bound, over the
+        primal) is at most ``tol``, or when the exact certificate holds:
+        ``max_c M_c <= beta (1 + tol)``.
+    drop_after : int, default=3
+        Drop a pattern whose blocks were all zero (norm ``<= prune_tol``
+        times the largest block) in that many consecutive rounds; 0 never
+        drops. The certificate checks all patterns, so a dropped pattern
+        comes back if it is needed.
+    prune_tol : float, default=1e-6
+        Relative norm under which a block counts as zero.
+    certificate_mode : {"auto", "exact", "search"}, default="auto"
+        Oracle of the certificate; ``"auto"`` enumerates all patterns once
+        when at most ``EXACT_MAX_PATTERNS`` may exist.
+    certificate_options : dict, default=None
+        Extra keyword arguments of :func:`optimality_certificate`
+        (``n_samples``, ``n_starts``, ...).
+    random_state : int, RandomState instance or None, default=None
+    verbose : int, default=0
+        Print one line per round.
+
+    Returns
+    -------
+    result : ColumnGenerationResult
+    """
+    rng = check_random_state(random_state)
+    n, k = Ut.shape
+    solve = cvxpy_solver() if solve is None else solve
+    options = dict(certificate_options or {})
+    budget = np.inf if max_patterns is None else int(max_patterns)
+
+    all_patterns = None
+    exact = certificate_mode == "exact" or (
+        certificate_mode == "auto" and max_patterns_bound(n, k) <= EXACT_MAX_PATTERNS
+    )
+    if exact:
+        # Enumerated once: every round's exact oracle scans the same set.
+        all_patterns = enumerate_patterns(
+            Ut, max_count=max(EXACT_MAX_PATTERNS, max_patterns_bound(n, k))
+        )
+
+    if initial_patterns is None:
+        D = sample_patterns(Ut, n_initial, rng)
+    else:
+        D = unique_patterns(initial_patterns)
+    if np.isfinite(budget):
+        D = D[:, : int(budget)]
+    zero_rounds = np.zeros(D.shape[1], dtype=int)
+
+    start = time.perf_counter()
+    history = []
+    W0 = None
+    converged, message = False, ""
+    for round_ in range(max_rounds):
+        program = ConvexProgram(Ut, D, Y, loss, beta)
+        result = solve(program, W0)
+        F = program.predict(result.Wp, result.Wn)
+        cert = optimality_certificate(
+            Ut,
+            F,
+            Y,
+            loss,
+            beta,
+            primal=result.objective,
+            patterns=D,
+            blocks=(result.Wp, result.Wn),
+            all_patterns=all_patterns,
+            mode="exact" if exact else "search",
+            n_violators=patterns_per_round,
+            tol=tol,
+            random_state=rng,
+            **options,
+        )
+        entry = {
+            "round": round_,
+            "n_patterns": D.shape[1],
+            "objective": result.objective,
+            "lower_bound": cert.lower_bound,
+            "gap": cert.gap,
+            "M": float(cert.M.max(initial=0.0)),
+            "added": 0,
+            "dropped": 0,
+        }
+        history.append(entry)
+        done = cert.certified or cert.gap <= tol
+        if done:
+            converged = True
+            message = "certified" if cert.certified else f"gap <= tol={tol}"
+        else:
+            # Most violated first, and only patterns not in the program.
+            new = unique_patterns(cert.patterns, exclude=D)
+            if new.shape[1] == 0:
+                message = (
+                    "no new violated pattern found (the violated ones are in "
+                    "the program: the solver is not accurate enough)"
+                    if cert.patterns.shape[1]
+                    else "the search found no violated pattern"
+                )
+                done = True
+            else:
+                # Drop patterns whose blocks stayed zero for a while.
+                norms = np.maximum(
+                    np.linalg.norm(result.Wp, axis=2).max(axis=0),
+                    np.linalg.norm(result.Wn, axis=2).max(axis=0),
+                )
+                zero = norms <= prune_tol * max(norms.max(initial=0.0), 1e-300)
+                zero_rounds = np.where(zero, zero_rounds + 1, 0)
+                keep = (
+                    zero_rounds < drop_after
+                    if drop_after > 0
+                    else np.ones(D.shape[1], bool)
+                )
+                room = budget - keep.sum()
+                if room < new.shape[1] and np.isfinite(budget):
+                    # Over budget: drop every zero pattern, then take what fits.
+                    keep &= ~zero
+                    room = budget - keep.sum()
+                    new = new[:, : max(int(room), 0)]
+                if new.shape[1] == 0:
+                    message = f"pattern budget max_patterns={max_patterns} exhausted"
+                    done = True
+                else:
+                    entry["added"] = int(new.shape[1])
+                    entry["dropped"] = int((~keep).sum())
+                    W0 = (result.Wp[:, keep], result.Wn[:, keep])
+                    D = np.hstack([D[:, keep], new])
+                    zero_rounds = np.concatenate(
+                        [zero_rounds[keep], np.zeros(new.shape[1], int)]
+                    )
+        entry["time"] = time.perf_counter() - start
+        if verbose:
+            print(
+                f"round {round_:3d}  patterns {entry['n_patterns']:5d}  "
+                f"objective {entry['objective']:.10g}  gap {entry['gap']:.2e}  "
+                f"M/beta {entry['M'] / beta:.6f}  +{entry['added']} "
+                f"-{entry['dropped']}  {entry['time']:.2f}s"
+            )
+        if done:
+            break
+    else:
+        message = f"round budget max_rounds={max_rounds} exhausted"
+    return ColumnGenerationResult(
+        patterns=program.D,
+        result=result,
+        certificate=cert,
+        history=history,
+        converged=converged,
+        message=message,
+    )
+
+
+def max_patterns_bound(n_samples, k):
+    """Bound on the number of patterns of ``n_samples`` rows of rank ``k``."""
+    return max_patterns(n_samples, k - 1)

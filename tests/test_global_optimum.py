@@ -1,0 +1,58 @@
+"""Over all patterns the convex fit is the global optimum of the BN network.
+
+Reference: gradient training of the non-convex network itself (torch,
+Linear-BatchNorm-ReLU-Linear, many random initialisations, Adam then L-BFGS),
+which knows nothing of the convex program.
+"""
+
+import numpy as np
+import pytest
+
+from skbnconvex import ConvexBNReLUClassifier, ConvexBNReLURegressor
+from skbnconvex._gradient import train_bn_relu_network
+
+from .conftest import make_regression_data
+
+
+def _gradient_objectives(X, Y, loss, alpha):
+    fit = train_bn_relu_network(
+        X, Y, loss=loss, alpha=alpha, n_neurons=24, n_inits=32, n_steps=6000,
+        learning_rate=3e-3, lbfgs_steps=500, random_state=0,
+    )
+    return fit.objectives
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.1])
+def test_squared_loss_convex_optimum_is_the_best_gradient_objective(alpha):
+    X, Y = make_regression_data(n=12, d=2, seed=1)
+    est = ConvexBNReLURegressor(alpha=alpha, patterns="enumerate").fit(X, Y)
+    assert est.n_patterns_ == 2 * (1 + 11 + 55) - 1  # every pattern
+    gd = _gradient_objectives(X, Y, "squared_error", alpha)
+    # No gradient run goes below the convex optimum...
+    assert gd.min() >= est.objective_ * (1 - 1e-7)
+    # ...and the best one reaches it.
+    assert gd.min() <= est.objective_ * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.1])
+def test_logistic_loss_convex_optimum_is_the_best_gradient_objective(alpha):
+    X, Y = make_regression_data(n=12, d=2, seed=1)
+    y = np.where(Y[:, 0] > np.median(Y[:, 0]), 1.0, -1.0)
+    est = ConvexBNReLUClassifier(alpha=alpha, patterns="enumerate").fit(X, y)
+    gd = _gradient_objectives(X, y[:, None], "log_loss", alpha)
+    assert gd.min() >= est.objective_ * (1 - 1e-7)
+    assert gd.min() <= est.objective_ * (1 + 1e-4)
+
+
+def test_sampled_patterns_give_an_upper_bound():
+    # Fewer patterns can only raise the optimum: with nested pattern sets the
+    # objective is non-increasing and never below the enumerated optimum.
+    X, Y = make_regression_data(n=12, d=2, seed=1)
+    full = ConvexBNReLURegressor(alpha=0.1, patterns="enumerate").fit(X, Y)
+    values = [
+        ConvexBNReLURegressor(alpha=0.1, n_patterns=p, random_state=0)
+        .fit(X, Y).objective_
+        for p in (3, 10, 40)
+    ]
+    assert all(v >= full.objective_ * (1 - 1e-7) for v in values)
+    assert values[0] >= values[1] * (1 - 1e-7) >= values[2] * (1 - 1e-7)

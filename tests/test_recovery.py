@@ -1,0 +1,107 @@
+"""The recovered network is the convex model: same outputs, same objective."""
+
+import numpy as np
+import pytest
+import torch
+
+from skbnconvex import ConvexBNReLUClassifier, ConvexBNReLURegressor
+from skbnconvex._losses import get_loss
+
+from .conftest import make_regression_data
+
+
+def _torch_train_mode_objective(est, X, Y, loss):
+    """Objective (NC) of the exported module by a train-mode forward pass.
+
+    Train-mode BatchNorm1d uses the batch statistics of X itself, which is
+    the network of the paper's training problem; eps is folded in the
+    export, so the batch statistics reproduce the eval-mode outputs.
+    """
+    module = est.to_torch().train()
+    with torch.no_grad():
+        F = module(torch.as_tensor(X)).numpy()
+    n = X.shape[0]
+    pen = (
+        np.sum(est.bn_weight_**2) + np.sum(est.bn_bias_**2)
+        + np.sum(est.output_weights_**2)
+    )
+    return (loss.value(F, Y) + 0.5 * est.alpha * pen) / n, F
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_regressor_network_reproduces_convex_model(n_outputs):
+    X, Y = make_regression_data(n=25, d=3, n_outputs=n_outputs, seed=1)
+    est = ConvexBNReLURegressor(alpha=0.3, n_patterns=30, random_state=0).fit(X, Y)
+    # (NC) of the recovered network == value of (C) at the pruned blocks.
+    assert est.objective_ == pytest.approx(est._convex_objective, rel=1e-8)
+    loss = get_loss("squared_error", n_outputs)
+    objective, F = _torch_train_mode_objective(est, X, Y, loss)
+    assert objective == pytest.approx(est.objective_, rel=1e-8)
+    np.testing.assert_allclose(F.reshape(Y.shape), est.predict(X).reshape(Y.shape),
+                               atol=1e-8)
+    assert est.n_neurons_ == est.hidden_weights_.shape[1] > 0
+    # decoupled outputs: one non-zero per row of the read-out
+    assert np.all((est.output_weights_ != 0).sum(axis=1) == 1)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classifier_network_reproduces_convex_model(n_classes):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 3))
+    y = np.digitize(X[:, 0] + X[:, 1] ** 2, np.quantile(X[:, 0] + X[:, 1] ** 2,
+                    np.linspace(0, 1, n_classes + 1)[1:-1]))
+    est = ConvexBNReLUClassifier(alpha=0.5, n_patterns=20, random_state=0).fit(X, y)
+    assert est.objective_ == pytest.approx(est._convex_objective, rel=1e-8)
+    Y = (2.0 * y - 1.0)[:, None] if n_classes == 2 else np.eye(n_classes)[y]
+    objective, _ = _torch_train_mode_objective(est, X, Y, get_loss("log_loss", Y.shape[1]))
+    assert objective == pytest.approx(est.objective_, rel=1e-8)
+
+
+def test_objective_matches_solver_optimum():
+    # The pruned network's objective is the solver's optimum (pruning removes
+    # only numerically-zero blocks).
+    from skbnconvex._patterns import sample_patterns
+    from skbnconvex._program import ConvexProgram
+    from skbnconvex._solvers import solve_cvxpy
+    from skbnconvex._whitening import whiten
+
+    X, Y = make_regression_data(n=25, d=3, seed=3)
+    est = ConvexBNReLURegressor(alpha=0.3, n_patterns=30, random_state=0).fit(X, Y)
+    W = whiten(X)
+    program = ConvexProgram(W.Ut, sample_patterns(W.Ut, 30, 0), Y,
+                            get_loss("squared_error", 1), 0.3 / np.sqrt(25))
+    assert est.objective_ == pytest.approx(solve_cvxpy(program).objective / 25, rel=1e-6)
+
+
+@pytest.mark.parametrize("Estimator", [ConvexBNReLURegressor, ConvexBNReLUClassifier])
+def test_torch_export_equals_predict_on_unseen_data(Estimator):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 4)) * [1, 5, 0.2, 1] + 3
+    y = X[:, 0] - np.abs(X[:, 1]) + 0.1 * rng.standard_normal(40)
+    if Estimator is ConvexBNReLUClassifier:
+        y = np.where(y > np.median(y), "yes", "no")
+    est = Estimator(alpha=0.2, n_patterns=25, random_state=0).fit(X, y)
+    X_new = rng.standard_normal((50, 4)) * [2, 5, 0.2, 1] + 3
+    module = est.to_torch()
+    assert not module.training
+    assert isinstance(module[1], torch.nn.BatchNorm1d) and module[1].eps == 1e-5
+    with torch.no_grad():
+        out = module(torch.as_tensor(X_new)).numpy().ravel()
+    expected = (est.predict(X_new) if Estimator is ConvexBNReLURegressor
+                else est.decision_function(X_new))
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+
+
+def test_eval_mode_matches_bn_formula_with_training_statistics():
+    # predict uses BN in eval mode: gamma (x - xbar)^T V S^-1 s + alpha/sqrt(n),
+    # computed here from the definition with the training data's statistics.
+    X, Y = make_regression_data(n=20, d=2, seed=5)
+    est = ConvexBNReLURegressor(alpha=0.3, n_patterns=20, random_state=0).fit(X, Y)
+    X_new = np.random.default_rng(0).standard_normal((7, 2))
+    H, H_new = X @ est.hidden_weights_, X_new @ est.hidden_weights_
+    mu, sd = H.mean(0), H.std(0)  # biased, as BN in training mode
+    np.testing.assert_allclose(est.bn_running_mean_, mu, atol=1e-10)
+    np.testing.assert_allclose(est.bn_running_var_, sd**2, rtol=1e-8)
+    A = np.maximum((H_new - mu) / sd * est.bn_weight_ + est.bn_bias_, 0)
+    np.testing.assert_allclose(est.predict(X_new).ravel(), (A @ est.output_weights_).ravel(),
+                               atol=1e-9)
