@@ -1,0 +1,129 @@
+"""The torch solver of program (C) against the cvxpy (Clarabel) optimum."""
+
+import numpy as np
+import pytest
+import torch
+
+from skbnconvex._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
+from skbnconvex._program import ConvexProgram
+from skbnconvex._solvers._cvxpy import solve_cvxpy
+from skbnconvex._solvers._torch import solve_torch
+
+
+def _program(loss, n_outputs=1, n=40, d=3, P=20, beta_frac=0.15, seed=0):
+    """Whitened Gaussian data, patterns of random directions, beta below max."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    U, s, _ = np.linalg.svd(X - X.mean(0), full_matrices=False)
+    Ut = np.hstack([U, np.full((n, 1), 1 / np.sqrt(n))])
+    D = Ut @ rng.standard_normal((d + 1, P)) >= 0
+    f = np.maximum(X @ rng.standard_normal((d, n_outputs)), 0)
+    f += 0.3 * rng.standard_normal(f.shape)
+    if loss == "squared":
+        Y, L = f, SquaredLoss()
+    elif loss == "binary":
+        Y, L = np.where(f > np.median(f), 1.0, -1.0), BinaryLogLoss()
+    else:
+        Y, L = np.eye(n_outputs)[np.argmax(f, axis=1)], MultinomialLogLoss()
+    # beta_max: the smallest beta whose optimum is zero (MATH.md section 4).
+    lam = -L.gradient(np.zeros_like(Y), Y)
+    g = np.einsum("np,nc,nk->cpk", D.astype(float), lam, Ut)
+    beta = beta_frac * np.linalg.norm(g, axis=2).max()
+    return ConvexProgram(Ut, D, Y, L, beta)
+
+
+CASES = [
+    ("squared", 1, 0.1, 0),
+    ("squared", 1, 0.3, 1),
+    ("squared", 2, 0.15, 2),
+    ("binary", 1, 0.1, 3),
+    ("binary", 1, 0.3, 4),
+    ("multinomial", 3, 0.2, 5),
+]
+
+
+@pytest.fixture(scope="module")
+def references():
+    """Clarabel optima of the test programs, solved once."""
+    out = {}
+    for case in CASES:
+        loss, C, bf, seed = case
+        prog = _program(loss, C, beta_frac=bf, seed=seed)
+        out[case] = (prog, solve_cvxpy(prog).objective)
+    return out
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-C{c[1]}-b{c[2]}")
+def test_matches_clarabel_float64(references, case):
+    prog, ref = references[case]
+    res = solve_torch(prog, tol=1e-8, max_iter=50000)
+    assert res.converged, res.message
+    assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+    assert res.objective == pytest.approx(prog.objective(res.Wp, res.Wn), rel=1e-12)
+    # Clarabel's own accuracy is about 1e-8 relative.
+    assert abs(res.objective - ref) <= 1e-6 * abs(ref)
+    assert res.Wp.dtype == np.float64 and res.Wp.shape == (prog.n_outputs, prog.n_patterns, prog.k)
+
+
+@pytest.mark.parametrize("case", CASES[::2], ids=lambda c: f"{c[0]}-C{c[1]}-b{c[2]}")
+def test_matches_clarabel_float32(references, case):
+    prog, ref = references[case]
+    res = solve_torch(prog, tol=1e-5, max_iter=50000, dtype=torch.float32)
+    assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+    assert abs(res.objective - ref) <= 1e-4 * abs(ref)
+
+
+def test_warm_start_other_beta(references):
+    prog, ref = references[CASES[0]]
+    other = ConvexProgram(prog.Ut, prog.D, prog.Y, prog.loss, 2.0 * prog.beta)
+    warm = solve_torch(other, tol=1e-8, max_iter=50000)
+    res = solve_torch(prog, W0=(warm.Wp, warm.Wn), tol=1e-8, max_iter=50000)
+    assert res.converged, res.message
+    assert abs(res.objective - ref) <= 1e-6 * abs(ref)
+
+
+def test_warm_start_fewer_patterns(references):
+    prog, ref = references[CASES[2]]
+    P0 = prog.n_patterns // 2
+    head = ConvexProgram(prog.Ut, prog.D[:, :P0], prog.Y, prog.loss, prog.beta)
+    warm = solve_torch(head, tol=1e-8, max_iter=50000)
+    res = solve_torch(prog, W0=(warm.Wp, warm.Wn), tol=1e-8, max_iter=50000)
+    assert res.converged, res.message
+    assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+    assert abs(res.objective - ref) <= 1e-6 * abs(ref)
+    # The sub-program's optimum cannot beat the full one.
+    assert warm.objective >= ref * (1 - 1e-6)
+
+
+def test_bad_warm_start_shape(references):
+    prog, _ = references[CASES[0]]
+    Wp, Wn = prog.zeros()
+    with pytest.raises(ValueError, match="patterns"):
+        solve_torch(prog, W0=(np.zeros((1, prog.n_patterns + 1, prog.k)),) * 2)
+    with pytest.raises(ValueError, match="shape"):
+        solve_torch(prog, W0=(Wp[:, :, 1:], Wn[:, :, 1:]))
+
+
+def test_not_converged_is_reported(references):
+    prog, _ = references[CASES[0]]
+    res = solve_torch(prog, tol=1e-12, max_iter=5)
+    assert not res.converged
+    assert "iterations" in res.message
+    assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+    assert res.objective == pytest.approx(prog.objective(res.Wp, res.Wn), rel=1e-12)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available")
+def test_cuda_unavailable_error(references):
+    prog, _ = references[CASES[0]]
+    with pytest.raises(ValueError, match="CUDA is not available.*device='cpu'"):
+        solve_torch(prog, device="cuda")
+
+
+@pytest.mark.gpu
+def test_cuda_matches_clarabel(references):
+    for case in (CASES[0], CASES[-1]):
+        prog, ref = references[case]
+        res = solve_torch(prog, tol=1e-8, max_iter=50000, device="cuda")
+        assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+        assert abs(res.objective - ref) <= 1e-6 * abs(ref)
