@@ -136,7 +136,9 @@ class _BaseConvexBNReLU(BaseEstimator):
                 "max_iter or tol, or try another solver.",
                 ConvergenceWarning,
             )
-        keep_p, keep_n = active_blocks(result.Wp, result.Wn, self._prune_tol)
+        keep_p, keep_n = active_blocks(
+            result.Wp, result.Wn, self._prune_tol, scale=np.linalg.norm(Y)
+        )
         Wp = np.where(keep_p[..., None], result.Wp, 0.0)
         Wn = np.where(keep_n[..., None], result.Wn, 0.0)
         network = recover_network(whitening, Wp, Wn)

@@ -51,14 +51,17 @@ class BNReLUNetwork:
         )
 
 
-def active_blocks(Wp, Wn, prune_tol):
-    """Mask blocks with norm above ``prune_tol`` times the largest norm.
+def active_blocks(Wp, Wn, prune_tol, scale=0.0):
+    """Mask blocks with norm above ``prune_tol * max(largest norm, scale)``.
 
     An interior-point solution has no exact zeros, so blocks that are
-    numerically zero are pruned before recovery (MATH.md section 3).
+    numerically zero are pruned before recovery (MATH.md section 3). Since
+    ``Ut`` has orthonormal columns a block's norm is the norm of its
+    contribution to the output, so ``scale`` (the norm of the targets) sets
+    the floor below which a block is zero even when all blocks are tiny.
     """
     norms_p, norms_n = np.linalg.norm(Wp, axis=2), np.linalg.norm(Wn, axis=2)
-    top = max(norms_p.max(initial=0.0), norms_n.max(initial=0.0))
+    top = max(norms_p.max(initial=0.0), norms_n.max(initial=0.0), scale)
     if top == 0:
         return np.zeros_like(norms_p, bool), np.zeros_like(norms_n, bool)
     return norms_p > prune_tol * top, norms_n > prune_tol * top

@@ -48,7 +48,10 @@ def _build(program, cols):
 
 def _solve_once(problem, solver, options, verbose):
     """Solve; return (status, n_iter) or raise cvxpy's SolverError."""
-    problem.solve(solver=solver, verbose=verbose, **options)
+    with warnings.catch_warnings():
+        # The status says it; the estimator warns with what to do.
+        warnings.filterwarnings("ignore", "Solution may be inaccurate")
+        problem.solve(solver=solver, verbose=verbose, **options)
     stats = problem.solver_stats
     n_iter = int(stats.num_iters) if stats and stats.num_iters is not None else 0
     return problem.status, n_iter
@@ -117,7 +120,11 @@ def solve_cvxpy(program, *, max_iter=None, tol=None, solver_options=None,
             status, it = _solve_once(problem, solver, options, verbose)
         except cp.SolverError as exc:
             status, it = f"error ({exc})", 0
-        if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and not named:
+        # An iteration cap is not a failure: keep the iterate, report it.
+        usable = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE, cp.USER_LIMIT)
+        if status == cp.USER_LIMIT and variables[0][0].value is None:
+            usable = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+        if status not in usable and not named:
             # The default solver failed: SCS (first-order conic) is installed
             # with cvxpy and succeeds on the programs where Clarabel stalls.
             warnings.warn(
@@ -133,7 +140,7 @@ def solve_cvxpy(program, *, max_iter=None, tol=None, solver_options=None,
                 )
             except cp.SolverError as exc:
                 status = f"error ({exc})"
-        if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        if status not in usable:
             raise SolverError(
                 f"cvxpy solver {solver} failed on the convex program "
                 f"(status: {status}). Try another solver, e.g. "
