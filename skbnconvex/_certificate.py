@@ -82,9 +82,10 @@ class Certificate:
     exact : bool
         Whether every activation pattern was checked.
     certified : bool
-        True only in exact mode when ``max M <= beta * (1 + tol)``: the
-        prediction is then the global optimum over all patterns, to the
-        accuracy of ``lam``.
+        True only in exact mode, when ``max M <= beta * (1 + tol)`` (the dual
+        point is feasible to ``tol``) or the proven relative gap is at most
+        ``tol``: the objective is then the global optimum over all patterns
+        to that accuracy.
     patterns : ndarray of bool, shape (n_samples, q)
         Patterns whose dual constraint is violated (score above ``beta``),
         most violated first.
@@ -388,8 +389,8 @@ def optimality_certificate(
     n_flip_rounds : int, default=5
         Rounds of moving the best cells across their active hyperplanes.
     tol : float, default=1e-6
-        ``certified`` needs ``max M <= beta * (1 + tol)``; violators need a
-        score above ``beta * (1 + tol)``.
+        ``certified`` needs exact mode and ``max M <= beta * (1 + tol)`` or
+        ``gap <= tol``; violators need a score above ``beta * (1 + tol)``.
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -455,17 +456,18 @@ def optimality_certificate(
     D_viol, scores = scorer.violators(tol)
     lower = dual_lower_bound(loss, lam, Y, M, beta)
     proven = dual_lower_bound(loss, lam, Y, M_upper, beta)
+    gap = _relative_gap(primal, lower)
     return Certificate(
         M=M,
         M_upper=M_upper,
         beta=float(beta),
         exact=bool(exact),
-        certified=bool(exact and M.max(initial=0.0) <= beta * (1.0 + tol)),
+        certified=bool(exact and (M.max(initial=0.0) <= beta * (1.0 + tol) or gap <= tol)),
         patterns=D_viol,
         scores=scores,
         primal=float(primal),
         lower_bound=lower,
-        gap=_relative_gap(primal, lower),
+        gap=gap,
         proven_lower_bound=proven,
         proven_gap=_relative_gap(primal, proven),
         n_checked=scorer.n_checked,

@@ -1,0 +1,311 @@
+"""Optimality certificate, column generation and the closed form.
+
+References are independent computations: cvxpy over every enumerated
+pattern (the global optimum), cvxpy at the threshold ``beta_max`` where the
+zero network becomes optimal, dense sampling of the sphere and per-pattern
+second-order cone programs.
+"""
+
+import numpy as np
+import pytest
+
+from skbnconvex._certificate import optimality_certificate
+from skbnconvex._closed_form import closed_form_solution
+from skbnconvex._column_generation import column_generation, cvxpy_solver
+from skbnconvex._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
+from skbnconvex._patterns import enumerate_patterns, sample_patterns
+from skbnconvex._program import ConvexProgram
+from skbnconvex._recovery import recover_network
+from skbnconvex._solvers import solve_cvxpy
+from skbnconvex._whitening import whiten
+
+
+def _problem(n, d, loss, seed, n_outputs=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    t = np.sin(2 * X[:, 0]) + X[:, -1] ** 2 + 0.3 * rng.standard_normal(n)
+    t = (t - t.mean()) / t.std()
+    if isinstance(loss, SquaredLoss):
+        Y = np.column_stack([np.roll(t, c) for c in range(n_outputs)])
+    elif isinstance(loss, BinaryLogLoss):
+        Y = np.where(t > 0, 1.0, -1.0)[:, None]
+    else:
+        Y = np.eye(3)[np.digitize(t, np.quantile(t, [1 / 3, 2 / 3]))]
+    return X, whiten(X).Ut, Y
+
+
+def _solve(Ut, D, Y, loss, beta):
+    import warnings
+
+    # Clarabel stops about 1e-6 short on the joint softmax program (the
+    # certificate sees it: M / beta = 1.0001); SCS reaches 1e-10 there.
+    options = (
+        {"solver": "SCS", "eps": 1e-10, "max_iters": 200_000}
+        if isinstance(loss, MultinomialLogLoss)
+        else None
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return solve_cvxpy(
+            ConvexProgram(Ut, D, Y, loss, beta), tol=1e-10, solver_options=options
+        )
+
+
+def _certify(Ut, D, Y, loss, beta, result, **kwargs):
+    F = ConvexProgram(Ut, D, Y, loss, beta).predict(result.Wp, result.Wn)
+    return optimality_certificate(
+        Ut, F, Y, loss, beta, primal=result.objective, **kwargs
+    )
+
+
+# ---------------------------------------------------------------------------
+# The dual-constraint maximum M
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("d", [2, 3])
+def test_exact_M_matches_dense_sampling_of_the_sphere(seed, d):
+    rng = np.random.default_rng(seed)
+    n = 15
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    lam = rng.standard_normal((n, 1))
+    # F = -lam under the squared loss with Y = 0 gives -grad = lam.
+    cert = optimality_certificate(
+        Ut, -lam, np.zeros((n, 1)), SquaredLoss(), 1.0, primal=1.0, mode="exact"
+    )
+    Z = rng.standard_normal((d + 1, 400_000))
+    Z /= np.linalg.norm(Z, axis=0)
+    sampled = np.abs(lam[:, 0] @ np.maximum(Ut @ Z, 0.0)).max()
+    # The sampled maximum is attained, so it never exceeds the exact one;
+    # the sample spacing (about 4e-3 on S^2, 3e-2 on S^3) times the
+    # Lipschitz constant ||lam|| bounds the shortfall.
+    assert sampled <= cert.M[0] + 1e-12
+    spacing = 4e-3 if d == 2 else 3e-2
+    assert cert.M[0] - sampled <= spacing * np.linalg.norm(lam)
+    assert cert.exact and cert.M_upper[0] == cert.M[0]
+
+
+def test_exact_M_matches_per_pattern_cone_programs():
+    import cvxpy as cp
+
+    rng = np.random.default_rng(7)
+    n, d = 9, 2
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    lam = rng.standard_normal((n, 1))
+    cert = optimality_certificate(
+        Ut, -lam, np.zeros((n, 1)), SquaredLoss(), 1.0, primal=1.0, mode="exact"
+    )
+    best = 0.0
+    z = cp.Variable(d + 1)
+    for col in enumerate_patterns(Ut).T:
+        S = np.where(col, 1.0, -1.0)[:, None]
+        g = Ut.T @ (col * lam[:, 0])
+        for sign in (1.0, -1.0):
+            prob = cp.Problem(
+                cp.Maximize(sign * g @ z), [cp.norm(z) <= 1, (S * Ut) @ z >= 0]
+            )
+            prob.solve(solver="CLARABEL")
+            best = max(best, prob.value)
+    np.testing.assert_allclose(cert.M[0], best, rtol=1e-7)
+
+
+@pytest.mark.parametrize("loss", [SquaredLoss(), BinaryLogLoss()])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_M_at_zero_is_the_threshold_of_the_zero_network(loss, seed):
+    # At F = 0 the certificate's M is beta_max: for beta above it the
+    # global optimum (cvxpy over every pattern) is the zero network, below
+    # it is not. This checks the exact M without using its code.
+    n, d = 12, 2
+    _, Ut, Y = _problem(n, d, loss, seed)
+    D = enumerate_patterns(Ut)
+    F0 = np.zeros_like(Y)
+    cert = optimality_certificate(
+        Ut, F0, Y, loss, 1.0, primal=loss.value(F0, Y), all_patterns=D
+    )
+    M = cert.M[0]
+    above = _solve(Ut, D, Y, loss, 1.01 * M)
+    below = _solve(Ut, D, Y, loss, 0.97 * M)
+    zero_value = loss.value(F0, Y)
+    assert above.objective == pytest.approx(zero_value, rel=1e-7)
+    assert below.objective < zero_value * (1 - 1e-6)
+
+
+def test_search_mode_bounds_the_exact_maximum():
+    rng = np.random.default_rng(3)
+    n, d = 20, 3
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    for trial in range(3):
+        lam = rng.standard_normal((n, 1))
+        args = (Ut, -lam, np.zeros((n, 1)), SquaredLoss(), 1.0)
+        exact = optimality_certificate(*args, primal=1.0, mode="exact")
+        search = optimality_certificate(
+            *args, primal=1.0, mode="search", random_state=trial
+        )
+        assert not search.exact and not search.certified
+        # Search values are attained (lower bounds); M_upper is proven.
+        assert search.M[0] <= exact.M[0] * (1 + 1e-12)
+        assert search.M_upper[0] >= exact.M[0]
+        # On a problem this small the search finds the maximum.
+        assert search.M[0] == pytest.approx(exact.M[0], rel=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# Certified exactly at the global optimum; the lower bound is a lower bound
+
+CASES = [
+    (SquaredLoss(), 14, 3, 0.05),
+    (SquaredLoss(), 16, 2, 0.2),
+    (BinaryLogLoss(), 12, 2, 0.05),
+    (BinaryLogLoss(), 12, 3, 0.1),
+]
+
+
+@pytest.mark.parametrize("loss, n, d, beta", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_certified_iff_objective_is_the_enumerated_optimum(loss, n, d, beta, seed):
+    _, Ut, Y = _problem(n, d, loss, seed)
+    D_all = enumerate_patterns(Ut)
+    reference = _solve(Ut, D_all, Y, loss, beta).objective
+    programs = [D_all] + [
+        sample_patterns(Ut, P, random_state=seed) for P in (2, 5, 15, 40)
+    ]
+    for D in programs:
+        result = _solve(Ut, D, Y, loss, beta)
+        # Clarabel's exponential-cone solutions are accurate to about 1e-6.
+        cert = _certify(Ut, D, Y, loss, beta, result, all_patterns=D_all, tol=1e-5)
+        rel = (result.objective - reference) / reference
+        assert cert.lower_bound <= reference * (1 + 1e-9)
+        assert cert.proven_lower_bound <= reference * (1 + 1e-9)
+        assert cert.gap >= -1e-9
+        if rel < 1e-7:
+            assert cert.certified, (D.shape, rel, cert.M / beta)
+        elif rel > 1e-4:
+            assert not cert.certified, (D.shape, rel, cert.M / beta)
+            assert cert.patterns.shape[1] >= 1
+            assert np.all(cert.scores > beta)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_search_lower_bound_never_exceeds_the_optimum(seed):
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(14, 3, loss, seed)
+    D_all = enumerate_patterns(Ut)
+    reference = _solve(Ut, D_all, Y, loss, 0.05).objective
+    D = sample_patterns(Ut, 10, random_state=seed)
+    result = _solve(Ut, D, Y, loss, 0.05)
+    cert = _certify(Ut, D, Y, loss, 0.05, result, mode="search", random_state=0)
+    assert cert.proven_lower_bound <= reference
+    # The search found the true maximum here, so its bound is valid too.
+    assert cert.lower_bound <= reference * (1 + 1e-9)
+    assert cert.gap > 0
+
+
+def test_multinomial_lower_bound():
+    loss = MultinomialLogLoss()
+    _, Ut, Y = _problem(10, 2, loss, 0)
+    D_all = enumerate_patterns(Ut)
+    beta = 0.1
+    reference = _solve(Ut, D_all, Y, loss, beta).objective
+    for D in (D_all, sample_patterns(Ut, 4, random_state=0)):
+        result = _solve(Ut, D, Y, loss, beta)
+        cert = _certify(Ut, D, Y, loss, beta, result, all_patterns=D_all)
+        assert cert.lower_bound <= reference * (1 + 1e-9)
+        # One global scale keeps the rows of Y - lam on the simplex: a
+        # finite entropy bound, not -inf.
+        assert np.isfinite(cert.lower_bound)
+    full = _certify(
+        Ut, D_all, Y, loss, beta, _solve(Ut, D_all, Y, loss, beta),
+        all_patterns=D_all,
+    )
+    assert full.certified and full.gap < 1e-6
+
+
+# ---------------------------------------------------------------------------
+# Column generation
+
+
+@pytest.mark.parametrize(
+    "loss, n, d, beta", [(SquaredLoss(), 20, 3, 0.05), (BinaryLogLoss(), 14, 3, 0.05)]
+)
+def test_column_generation_reaches_the_enumerated_optimum(loss, n, d, beta):
+    _, Ut, Y = _problem(n, d, loss, 0)
+    D_all = enumerate_patterns(Ut)
+    reference = _solve(Ut, D_all, Y, loss, beta).objective
+    cg = column_generation(
+        Ut, Y, loss, beta, n_initial=5, patterns_per_round=5, random_state=0
+    )
+    assert cg.converged and cg.certificate.certified
+    assert cg.result.objective == pytest.approx(reference, rel=1e-7)
+    assert cg.patterns.shape[1] <= D_all.shape[1] // 10
+    objectives = [h["objective"] for h in cg.history]
+    lower = [h["lower_bound"] for h in cg.history]
+    assert max(lower) <= reference * (1 + 1e-9)
+    assert objectives[-1] <= objectives[0]
+
+
+def test_column_generation_respects_the_budget():
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(20, 3, loss, 1)
+    cg = column_generation(
+        Ut, Y, loss, 0.02, n_initial=3, max_patterns=8, max_rounds=4,
+        patterns_per_round=3, random_state=0,
+    )
+    assert all(h["n_patterns"] <= 8 for h in cg.history)
+    assert len(cg.history) <= 4
+    assert not cg.converged and cg.message
+
+
+def test_column_generation_accepts_any_solver():
+    calls = []
+
+    def solve(program, W0):
+        # W0 holds blocks for the first P0 patterns of the new program.
+        if W0 is not None:
+            assert W0[0].shape[1] <= program.n_patterns
+            assert W0[0].shape[::2] == (program.n_outputs, program.k)
+        calls.append(program.n_patterns)
+        return cvxpy_solver(tol=1e-10)(program, W0)
+
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(14, 2, loss, 0)
+    cg = column_generation(Ut, Y, loss, 0.05, solve, n_initial=4, random_state=0)
+    assert cg.certificate.certified and len(calls) == cg.n_rounds
+
+
+# ---------------------------------------------------------------------------
+# Closed form
+
+
+@pytest.mark.parametrize(
+    "n, d, C, beta", [(6, 5, 1, 0.3), (7, 6, 2, 0.2), (6, 9, 1, 0.05), (6, 5, 2, 2.0)]
+)
+def test_closed_form_equals_cvxpy_over_all_patterns(n, d, C, beta):
+    rng = np.random.default_rng(n + d + C)
+    X = rng.standard_normal((n, d))
+    whitening = whiten(X)
+    Ut = whitening.Ut
+    assert Ut.shape == (n, n)
+    Y = rng.standard_normal((n, C))
+    solution = closed_form_solution(Ut, Y, beta)
+    D_all = enumerate_patterns(Ut)
+    program = ConvexProgram(Ut, D_all, Y, SquaredLoss(), beta)
+    reference = _solve(Ut, D_all, Y, SquaredLoss(), beta)
+    assert abs(solution.objective - reference.objective) <= 1e-7
+    np.testing.assert_allclose(
+        solution.F, program.predict(reference.Wp, reference.Wn), atol=1e-7
+    )
+    # The blocks are a feasible point of their own program with that value,
+    # and the recovered network predicts F.
+    own = ConvexProgram(Ut, solution.D, Y, SquaredLoss(), beta)
+    assert own.cone_violation(solution.Wp, solution.Wn) <= 1e-12
+    assert own.objective(solution.Wp, solution.Wn) == pytest.approx(
+        solution.objective, rel=1e-12
+    )
+    network = recover_network(whitening, solution.Wp, solution.Wn)
+    np.testing.assert_allclose(network.forward(X), solution.F, atol=1e-9)
+
+
+def test_closed_form_rejects_low_rank():
+    Ut = whiten(np.random.default_rng(0).standard_normal((10, 3))).Ut
+    with pytest.raises(ValueError, match="square"):
+        closed_form_solution(Ut, np.ones((10, 1)), 0.1)
