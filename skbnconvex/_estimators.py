@@ -26,6 +26,10 @@ from ._recovery import active_blocks, network_to_torch, recover_network
 from ._solvers import solve_cvxpy
 from ._whitening import whiten
 
+# solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
+# the size of the cone constraints, is at most this, and torch above it.
+_AUTO_CVXPY_MAX_SIZE = 20_000
+
 _OBJECTIVE_DOC = r"""
     The network is ``Linear(n_features, m, bias=False) -> BatchNorm1d(m) ->
     ReLU -> Linear(m, n_outputs, bias=False)`` with full-batch BN (biased
@@ -71,8 +75,10 @@ class _BaseConvexBNReLU(BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "n_patterns": [Interval(Integral, 1, None, closed="left")],
         "patterns": [StrOptions({"sample", "enumerate"})],
-        "solver": [StrOptions({"auto", "cvxpy"})],
+        "solver": [StrOptions({"auto", "cvxpy", "torch"})],
         "solver_options": [dict, None],
+        "device": "no_validation",  # str or torch.device; checked by torch
+        "warm_start": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
@@ -91,8 +97,10 @@ class _BaseConvexBNReLU(BaseEstimator):
         patterns="sample",
         solver="auto",
         solver_options=None,
+        device="cpu",
         max_iter=10000,
         tol=1e-6,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -102,8 +110,10 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.patterns = patterns
         self.solver = solver
         self.solver_options = solver_options
+        self.device = device
         self.max_iter = max_iter
         self.tol = tol
+        self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
 
@@ -112,23 +122,70 @@ class _BaseConvexBNReLU(BaseEstimator):
             return enumerate_patterns(Ut)
         return sample_patterns(Ut, self.n_patterns, self.random_state)
 
-    def _solve(self, program):
-        return solve_cvxpy(
+    def _resolve_solver(self, program):
+        """The solver ``"auto"`` stands for, given the program's size."""
+        if self.solver != "auto":
+            return self.solver
+        size = program.n_samples * program.n_patterns * program.k
+        return "cvxpy" if size <= _AUTO_CVXPY_MAX_SIZE else "torch"
+
+    def _solve(self, program, W0=None):
+        self.solver_ = self._resolve_solver(program)
+        if self.solver_ == "cvxpy":
+            return solve_cvxpy(
+                program,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                solver_options=self.solver_options,
+                verbose=bool(self.verbose),
+            )
+        options = dict(self.solver_options or {})
+        dtype = options.pop("dtype", None)
+        if isinstance(dtype, str):
+            import torch
+
+            dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        if options:
+            raise ValueError(
+                "solver='torch' accepts only 'dtype' in solver_options, got "
+                f"{sorted(options)}."
+            )
+        # torch is imported on first use: `import skbnconvex` stays light.
+        from ._solvers._torch import solve_torch
+
+        return solve_torch(
             program,
+            W0=W0,
             max_iter=self.max_iter,
             tol=self.tol,
-            solver_options=self.solver_options,
+            device=self.device,
+            dtype=dtype,
             verbose=bool(self.verbose),
         )
+
+    def _warm_start_point(self, n_samples):
+        """Patterns and blocks of the previous fit, if it can seed this one."""
+        previous = getattr(self, "_solution", None)
+        if not self.warm_start or previous is None:
+            return None, None
+        D, Wp, Wn = previous
+        if D.shape[0] != n_samples or Wp.shape[0] != self._n_coded_outputs:
+            return None, None
+        return D, (Wp, Wn)
 
     def _fit_coded(self, X, Y):
         """Fit on validated ``X`` and targets ``Y`` coded for the loss."""
         n = X.shape[0]
         loss = get_loss(self.loss, Y.shape[1])
         whitening = whiten(X)
-        D = self._make_patterns(whitening.Ut)
+        self._n_coded_outputs = Y.shape[1]
+        D, W0 = self._warm_start_point(n)
+        if D is None or D.shape[0] != whitening.Ut.shape[0]:
+            D, W0 = self._make_patterns(whitening.Ut), None
+        if W0 is not None and W0[0].shape[2] != whitening.Ut.shape[1]:
+            D, W0 = self._make_patterns(whitening.Ut), None
         program = ConvexProgram(whitening.Ut, D, Y, loss, self.alpha / np.sqrt(n))
-        result = self._solve(program)
+        result = self._solve(program, W0)
         if not result.converged:
             warnings.warn(
                 f"The solver did not reach tol={self.tol} (status: "
@@ -144,6 +201,9 @@ class _BaseConvexBNReLU(BaseEstimator):
         network = recover_network(whitening, Wp, Wn)
 
         self._network = network
+        # Kept for warm starts: the patterns depend on the training data, so
+        # they are reused only when refitting on data of the same shape.
+        self._solution = (D, Wp, Wn)
         self.hidden_weights_ = network.hidden_weights
         self.bn_weight_ = network.bn_weight
         self.bn_bias_ = network.bn_bias
@@ -311,8 +371,10 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         patterns="sample",
         solver="auto",
         solver_options=None,
+        device="cpu",
         max_iter=10000,
         tol=1e-6,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -323,8 +385,10 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             patterns=patterns,
             solver=solver,
             solver_options=solver_options,
+            device=device,
             max_iter=max_iter,
             tol=tol,
+            warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,
         )
@@ -495,8 +559,10 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         patterns="sample",
         solver="auto",
         solver_options=None,
+        device="cpu",
         max_iter=10000,
         tol=1e-6,
+        warm_start=False,
         random_state=None,
         verbose=0,
     ):
@@ -507,8 +573,10 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             patterns=patterns,
             solver=solver,
             solver_options=solver_options,
+            device=device,
             max_iter=max_iter,
             tol=tol,
+            warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,
         )
