@@ -55,7 +55,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_regression_quickstart\.py" if _fast else r"/plot_",
-    "ignore_pattern": r"quickstart\.py$|__init__\.py",
+    "ignore_pattern": r"(^|/)quickstart\.py$|__init__\.py",
     "download_all_examples": False,
     "plot_gallery": "True",
     "remove_config_comments": True,

@@ -301,17 +301,17 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
 
     Attributes
     ----------
-    hidden_weights_ : ndarray of shape (n_features_in_, n_neurons_)
+    hidden_weights_ : ndarray of shape (`n_features_in_`, `n_neurons_`)
         First layer (unit-norm columns; BN makes their scale irrelevant).
-    bn_weight_ : ndarray of shape (n_neurons_,)
+    bn_weight_ : ndarray of shape (`n_neurons_`,)
         BatchNorm1d weight (``eps = 0``; see :meth:`to_torch`).
-    bn_bias_ : ndarray of shape (n_neurons_,)
+    bn_bias_ : ndarray of shape (`n_neurons_`,)
         BatchNorm1d bias.
-    bn_running_mean_ : ndarray of shape (n_neurons_,)
+    bn_running_mean_ : ndarray of shape (`n_neurons_`,)
         Mean of the training pre-activations, used at prediction.
-    bn_running_var_ : ndarray of shape (n_neurons_,)
+    bn_running_var_ : ndarray of shape (`n_neurons_`,)
         Biased variance of the training pre-activations.
-    output_weights_ : ndarray of shape (n_neurons_, n_outputs_)
+    output_weights_ : ndarray of shape (`n_neurons_`, `n_outputs_`)
         Read-out; each row has one non-zero entry (decoupled outputs).
     n_neurons_ : int
         Number of neurons (non-zero blocks of the convex solution).
@@ -328,7 +328,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         Number of outputs.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column
         names.
 
@@ -493,17 +493,17 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    hidden_weights_ : ndarray of shape (n_features_in_, n_neurons_)
+    hidden_weights_ : ndarray of shape (`n_features_in_`, `n_neurons_`)
         First layer.
-    bn_weight_ : ndarray of shape (n_neurons_,)
+    bn_weight_ : ndarray of shape (`n_neurons_`,)
         BatchNorm1d weight (``eps = 0``).
-    bn_bias_ : ndarray of shape (n_neurons_,)
+    bn_bias_ : ndarray of shape (`n_neurons_`,)
         BatchNorm1d bias.
-    bn_running_mean_ : ndarray of shape (n_neurons_,)
+    bn_running_mean_ : ndarray of shape (`n_neurons_`,)
         Mean of the training pre-activations.
-    bn_running_var_ : ndarray of shape (n_neurons_,)
+    bn_running_var_ : ndarray of shape (`n_neurons_`,)
         Biased variance of the training pre-activations.
-    output_weights_ : ndarray of shape (n_neurons_, n_outputs)
+    output_weights_ : ndarray of shape (`n_neurons_`, n_outputs)
         Read-out: one column for binary problems, one per class otherwise.
     n_neurons_ : int
         Number of neurons.
@@ -517,7 +517,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         Solver iterations.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column
         names.
 
