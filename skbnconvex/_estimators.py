@@ -17,18 +17,26 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._certificate import optimality_certificate
+from ._closed_form import closed_form_solution, is_square
+from ._column_generation import column_generation
 from ._losses import get_loss
-from ._patterns import enumerate_patterns, sample_patterns
+from ._patterns import enumerate_patterns, max_patterns, sample_patterns
 from ._program import ConvexProgram
 from ._recovery import active_blocks, network_to_torch, recover_network
 from ._solvers import solve_cvxpy
 from ._whitening import whiten
 
+# The certificate enumerates every pattern (an exact oracle, which can
+# certify) while their number is at most this; above, it searches.
+_EXACT_CERTIFICATE_MAX = 20_000
+
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
-_AUTO_CVXPY_MAX_SIZE = 20_000
+_AUTO_CVXPY_MAX_SIZE = 300_000
 
 _OBJECTIVE_DOC = r"""
     The network is ``Linear(n_features, m, bias=False) -> BatchNorm1d(m) ->
@@ -68,13 +76,115 @@ _OBJECTIVE_DOC = r"""
 """
 
 
+_PARAMS_DOC = r"""    n_patterns : int, default=100
+        Number of activation patterns: sampled with ``patterns="sample"``
+        (fewer if fewer exist), the initial sample with
+        ``patterns="adaptive"``.
+    patterns : {"sample", "enumerate", "adaptive"}, default="sample"
+        Which activation patterns enter the convex program.
+        ``"sample"``: ``n_patterns`` from Gaussian directions seeded by
+        ``random_state``; the fit is optimal for the network restricted to
+        them (an upper bound of the global optimum). ``"enumerate"``: all of
+        them, which makes the fit the global optimum; affordable only at
+        small rank (refused with an explanation otherwise).
+        ``"adaptive"``: column generation, which adds the patterns that the
+        optimality certificate finds violated, round after round, until the
+        certificate holds or ``max_patterns`` / ``max_rounds`` run out.
+        When the centred data have rank ``n_samples - 1`` and the loss is
+        the squared error, the optimum is known in closed form and is used
+        whatever this parameter says.
+    max_patterns : int, default=None
+        With ``patterns="adaptive"``, the largest program allowed; None for
+        no limit.
+    max_rounds : int, default=30
+        With ``patterns="adaptive"``, the largest number of solves.
+    solver : {"auto", "cvxpy", "torch"}, default="auto"
+        ``"cvxpy"``: the program in cvxpy, solved by Clarabel (interior
+        point, the exact reference) unless ``solver_options`` names another
+        conic solver. ``"torch"``: a first-order solver in PyTorch, on CPU
+        or CUDA (``device``), with warm starts. ``"auto"``: cvxpy while the
+        size of the cone constraints ``n_samples * n_patterns * (rank + 1)``
+        is at most 300 000, torch above.
+    solver_options : dict, default=None
+        For cvxpy: ``{"solver": NAME, **keyword_arguments}`` passed to
+        :meth:`cvxpy.Problem.solve`, e.g. ``{"solver": "SCS", "eps": 1e-9}``.
+        For torch: ``{"dtype": "float32"}`` (float64 by default).
+    device : str or torch.device, default="cpu"
+        Device of the torch solver, e.g. ``"cuda"``.
+    max_iter : int, default=10000
+        Iteration cap of the solver (interior-point iterations for Clarabel,
+        first-order iterations for torch).
+    tol : float, default=1e-6
+        Relative duality-gap tolerance of the solver and of the optimality
+        certificate. For Clarabel it sets ``tol_gap_rel``, ``tol_gap_abs``
+        and ``tol_feas``, capped at 1e-8.
+    warm_start : bool, default=False
+        Refit from the previous solution (same patterns, previous blocks)
+        when the training data have the same shape, e.g. along a sequence
+        of ``alpha``; the torch solver and column generation use it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the pattern sampling and the certificate's search.
+    verbose : int, default=0
+        Print the solver's progress (a progress bar for torch) and one line
+        per column-generation round.
+"""
+
+_ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, `n_neurons_`)
+        First layer (unit-norm columns; BN makes their scale irrelevant).
+    bn_weight_ : ndarray of shape (`n_neurons_`,)
+        BatchNorm1d weight (``eps = 0``; see :meth:`to_torch`).
+    bn_bias_ : ndarray of shape (`n_neurons_`,)
+        BatchNorm1d bias.
+    bn_running_mean_ : ndarray of shape (`n_neurons_`,)
+        Mean of the training pre-activations, used at prediction.
+    bn_running_var_ : ndarray of shape (`n_neurons_`,)
+        Biased variance of the training pre-activations.
+    output_weights_ : ndarray of shape (`n_neurons_`, n_outputs)
+        Read-out; each row has one non-zero entry (decoupled outputs).
+    n_neurons_ : int
+        Number of neurons (non-zero blocks of the convex solution).
+    objective_ : float
+        Regularised training objective of the fitted network, evaluated by a
+        forward pass on the training data.
+    lower_bound_ : float
+        Dual lower bound of the global optimum (over all patterns) from the
+        optimality certificate. Proven when the certificate enumerated every
+        pattern (small rank); otherwise the certificate searched for the
+        worst pattern and the bound is an estimate.
+    optimality_gap_ : float
+        ``(objective_ - lower_bound_) / objective_``, like ``dual_gap_`` of
+        :class:`~sklearn.linear_model.Lasso` but over the whole network
+        class: 0 means the fitted network is the global optimum.
+    certified_ : bool
+        True only when every pattern was checked and ``optimality_gap_ <=
+        tol``: the fitted network is then provably the global optimum.
+    n_patterns_ : int
+        Number of activation patterns in the final convex program.
+    n_rounds_ : int
+        Solves made by column generation (1 otherwise).
+    rank_ : int
+        Rank of the centred training data.
+    solver_ : str
+        Solver used: ``"cvxpy"``, ``"torch"`` or ``"closed_form"``.
+    n_iter_ : int
+        Solver iterations (of the last solve with ``patterns="adaptive"``).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during fit, when ``X`` has string column
+        names.
+"""
+
+
 class _BaseConvexBNReLU(BaseEstimator):
     """Shared fit of the convex BN-ReLU estimators."""
 
     _parameter_constraints = {
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "n_patterns": [Interval(Integral, 1, None, closed="left")],
-        "patterns": [StrOptions({"sample", "enumerate"})],
+        "patterns": [StrOptions({"sample", "enumerate", "adaptive"})],
+        "max_patterns": [Interval(Integral, 1, None, closed="left"), None],
+        "max_rounds": [Interval(Integral, 1, None, closed="left")],
         "solver": [StrOptions({"auto", "cvxpy", "torch"})],
         "solver_options": [dict, None],
         "device": "no_validation",  # str or torch.device; checked by torch
@@ -95,6 +205,8 @@ class _BaseConvexBNReLU(BaseEstimator):
         loss,
         n_patterns=100,
         patterns="sample",
+        max_patterns=None,
+        max_rounds=30,
         solver="auto",
         solver_options=None,
         device="cpu",
@@ -108,6 +220,8 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.loss = loss
         self.n_patterns = n_patterns
         self.patterns = patterns
+        self.max_patterns = max_patterns
+        self.max_rounds = max_rounds
         self.solver = solver
         self.solver_options = solver_options
         self.device = device
@@ -116,11 +230,6 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
-
-    def _make_patterns(self, Ut):
-        if self.patterns == "enumerate":
-            return enumerate_patterns(Ut)
-        return sample_patterns(Ut, self.n_patterns, self.random_state)
 
     def _resolve_solver(self, program):
         """The solver ``"auto"`` stands for, given the program's size."""
@@ -163,7 +272,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             verbose=bool(self.verbose),
         )
 
-    def _warm_start_point(self, n_samples):
+    def _warm_start_point(self, n_samples, k):
         """Patterns and blocks of the previous fit, if it can seed this one."""
         previous = getattr(self, "_solution", None)
         if not self.warm_start or previous is None:
@@ -171,33 +280,85 @@ class _BaseConvexBNReLU(BaseEstimator):
         D, Wp, Wn = previous
         if D.shape[0] != n_samples or Wp.shape[0] != self._n_coded_outputs:
             return None, None
+        if Wp.shape[2] != k:
+            return None, None
         return D, (Wp, Wn)
 
     def _fit_coded(self, X, Y):
-        """Fit on validated ``X`` and targets ``Y`` coded for the loss."""
+        """Fit on validated ``X`` and targets ``Y`` coded for the loss.
+
+        Whiten, choose patterns and solve (C) (closed form, column
+        generation, or one solve), prune numerically zero blocks, recover
+        the network, certify it, and evaluate its objective by a forward
+        pass.
+        """
         n = X.shape[0]
         loss = get_loss(self.loss, Y.shape[1])
         whitening = whiten(X)
+        Ut = whitening.Ut
+        beta = self.alpha / np.sqrt(n)
         self._n_coded_outputs = Y.shape[1]
-        D, W0 = self._warm_start_point(n)
-        if D is None or D.shape[0] != whitening.Ut.shape[0]:
-            D, W0 = self._make_patterns(whitening.Ut), None
-        if W0 is not None and W0[0].shape[2] != whitening.Ut.shape[1]:
-            D, W0 = self._make_patterns(whitening.Ut), None
-        program = ConvexProgram(whitening.Ut, D, Y, loss, self.alpha / np.sqrt(n))
-        result = self._solve(program, W0)
-        if not result.converged:
+        rng = check_random_state(self.random_state)
+        exact = max_patterns(n, whitening.rank) <= _EXACT_CERTIFICATE_MAX
+        mode = "exact" if exact else "search"
+
+        certificate, self.n_rounds_ = None, 1
+        if loss.name == "squared_error" and is_square(Ut):
+            # rank(Xc) = n - 1: the optimum is known in closed form.
+            closed = closed_form_solution(Ut, Y, beta)
+            D, Wp, Wn = closed.D, closed.Wp, closed.Wn
+            self.solver_, self.n_iter_, converged, message = "closed_form", 0, True, ""
+        elif self.patterns == "adaptive":
+            D0, W0 = self._warm_start_point(n, Ut.shape[1])
+            cg = column_generation(
+                Ut, Y, loss, beta, self._solve,
+                n_initial=self.n_patterns,
+                initial_patterns=D0,
+                max_patterns=self.max_patterns,
+                max_rounds=self.max_rounds,
+                tol=self.tol,
+                certificate_mode=mode,
+                random_state=rng,
+                verbose=self.verbose,
+            )
+            D, result, certificate = cg.patterns, cg.result, cg.certificate
+            Wp, Wn = result.Wp, result.Wn
+            self.n_rounds_ = cg.n_rounds
+            self.n_iter_ = result.n_iter
+            converged, message = cg.converged, cg.message
+        else:
+            D, W0 = self._warm_start_point(n, Ut.shape[1])
+            if D is None:
+                D = (enumerate_patterns(Ut) if self.patterns == "enumerate"
+                     else sample_patterns(Ut, self.n_patterns, rng))
+            program = ConvexProgram(Ut, D, Y, loss, beta)
+            result = self._solve(program, W0)
+            Wp, Wn = result.Wp, result.Wn
+            self.n_iter_ = result.n_iter
+            converged = result.converged
+            message = f"status: {result.message}, {result.n_iter} iterations"
+        if not converged:
             warnings.warn(
-                f"The solver did not reach tol={self.tol} (status: "
-                f"{result.message}, {result.n_iter} iterations). Increase "
-                "max_iter or tol, or try another solver.",
+                f"The fit did not reach tol={self.tol} ({message}). Increase "
+                "max_iter (and max_rounds / max_patterns with "
+                "patterns='adaptive') or tol, or try another solver.",
                 ConvergenceWarning,
             )
-        keep_p, keep_n = active_blocks(
-            result.Wp, result.Wn, self._prune_tol, scale=np.linalg.norm(Y)
-        )
-        Wp = np.where(keep_p[..., None], result.Wp, 0.0)
-        Wn = np.where(keep_n[..., None], result.Wn, 0.0)
+
+        program = ConvexProgram(Ut, D, Y, loss, beta)
+        if certificate is None:
+            certificate = optimality_certificate(
+                Ut, program.predict(Wp, Wn), Y, loss, beta,
+                primal=program.objective(Wp, Wn), patterns=D, blocks=(Wp, Wn),
+                mode=mode, tol=self.tol, random_state=rng,
+            )
+        # The dual bound holds whatever point it comes from, so it is taken
+        # at the solver's point, and the gap below is that of the pruned
+        # network actually returned.
+        keep_p, keep_n = active_blocks(Wp, Wn, self._prune_tol, scale=np.linalg.norm(Y))
+        Wp = np.where(keep_p[..., None], Wp, 0.0)
+        Wn = np.where(keep_n[..., None], Wn, 0.0)
+        convex_value = program.objective(Wp, Wn)
         network = recover_network(whitening, Wp, Wn)
 
         self._network = network
@@ -213,15 +374,16 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.n_neurons_ = network.n_neurons
         self.n_patterns_ = D.shape[1]
         self.rank_ = whitening.rank
-        self.n_iter_ = result.n_iter
         # The objective of the recovered network by a plain forward pass on
         # the training data: what the user gets, not what the solver says.
         F = network.forward(X)
-        self.objective_ = (
-            loss.value(F, Y) + 0.5 * self.alpha * network.penalty()
-        ) / n
-        # The convex value at the pruned blocks, for checks against (NC).
-        self._convex_objective = program.objective(Wp, Wn) / n
+        self.objective_ = (loss.value(F, Y) + 0.5 * self.alpha * network.penalty()) / n
+        self._convex_objective = convex_value / n
+        self.lower_bound_ = certificate.lower_bound / n
+        self.optimality_gap_ = max(
+            (self.objective_ - self.lower_bound_) / max(abs(self.objective_), 1e-300), 0.0
+        )
+        self.certified_ = bool(certificate.exact and self.optimality_gap_ <= self.tol)
         return self
 
     def _forward(self, X):
@@ -275,56 +437,14 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         paper also calls alpha). Must be positive.
     loss : {"squared_error"}, default="squared_error"
         The loss.
-    n_patterns : int, default=100
-        Number of distinct activation patterns sampled (with
-        ``patterns="sample"``); fewer are used if fewer exist.
-    patterns : {"sample", "enumerate"}, default="sample"
-        ``"sample"``: Gaussian directions seeded by ``random_state``.
-        ``"enumerate"``: every pattern, which makes the fit the global
-        optimum; only affordable at small rank.
-    solver : {"auto", "cvxpy"}, default="auto"
-        ``"cvxpy"``: the program in cvxpy, solved by Clarabel unless
-        ``solver_options`` names another conic solver. ``"auto"`` picks it.
-    solver_options : dict, default=None
-        For cvxpy: ``{"solver": NAME, **keyword_arguments}`` passed to
-        :meth:`cvxpy.Problem.solve`, e.g. ``{"solver": "SCS", "eps": 1e-9}``.
-    max_iter : int, default=10000
-        Iteration cap of the solver.
-    tol : float, default=1e-6
-        Relative duality-gap tolerance of the solver. For Clarabel it sets
-        ``tol_gap_rel``, ``tol_gap_abs`` and ``tol_feas``, capped at 1e-8
-        (an interior-point method reaches that in a few more iterations).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the pattern sampling.
-    verbose : int, default=0
-        Print the solver's progress.
-
+"""
+        + _PARAMS_DOC
+        + r"""
     Attributes
     ----------
-    hidden_weights_ : ndarray of shape (`n_features_in_`, `n_neurons_`)
-        First layer (unit-norm columns; BN makes their scale irrelevant).
-    bn_weight_ : ndarray of shape (`n_neurons_`,)
-        BatchNorm1d weight (``eps = 0``; see :meth:`to_torch`).
-    bn_bias_ : ndarray of shape (`n_neurons_`,)
-        BatchNorm1d bias.
-    bn_running_mean_ : ndarray of shape (`n_neurons_`,)
-        Mean of the training pre-activations, used at prediction.
-    bn_running_var_ : ndarray of shape (`n_neurons_`,)
-        Biased variance of the training pre-activations.
-    output_weights_ : ndarray of shape (`n_neurons_`, `n_outputs_`)
-        Read-out; each row has one non-zero entry (decoupled outputs).
-    n_neurons_ : int
-        Number of neurons (non-zero blocks of the convex solution).
-    objective_ : float
-        Regularised training objective of the fitted network, evaluated by a
-        forward pass on the training data.
-    n_patterns_ : int
-        Number of activation patterns in the convex program.
-    rank_ : int
-        Rank of the centred training data.
-    n_iter_ : int
-        Solver iterations.
-    n_outputs_ : int
+"""
+        + _ATTRIBUTES_DOC
+        + r"""    n_outputs_ : int
         Number of outputs.
     n_features_in_ : int
         Number of features seen during fit.
@@ -369,6 +489,8 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         loss="squared_error",
         n_patterns=100,
         patterns="sample",
+        max_patterns=None,
+        max_rounds=30,
         solver="auto",
         solver_options=None,
         device="cpu",
@@ -383,6 +505,8 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             loss=loss,
             n_patterns=n_patterns,
             patterns=patterns,
+            max_patterns=max_patterns,
+            max_rounds=max_rounds,
             solver=solver,
             solver_options=solver_options,
             device=device,
@@ -472,55 +596,16 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         positive.
     loss : {"log_loss", "squared_error"}, default="log_loss"
         The loss.
-    n_patterns : int, default=100
-        Number of distinct activation patterns sampled.
-    patterns : {"sample", "enumerate"}, default="sample"
-        How patterns are chosen; see :class:`ConvexBNReLURegressor`.
-    solver : {"auto", "cvxpy"}, default="auto"
-        See :class:`ConvexBNReLURegressor`.
-    solver_options : dict, default=None
-        See :class:`ConvexBNReLURegressor`.
-    max_iter : int, default=10000
-        Iteration cap of the solver.
-    tol : float, default=1e-6
-        Relative duality-gap tolerance of the solver.
-    random_state : int, RandomState instance or None, default=None
-        Seeds the pattern sampling.
-    verbose : int, default=0
-        Print the solver's progress.
-
+"""
+        + _PARAMS_DOC
+        + r"""
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    hidden_weights_ : ndarray of shape (`n_features_in_`, `n_neurons_`)
-        First layer.
-    bn_weight_ : ndarray of shape (`n_neurons_`,)
-        BatchNorm1d weight (``eps = 0``).
-    bn_bias_ : ndarray of shape (`n_neurons_`,)
-        BatchNorm1d bias.
-    bn_running_mean_ : ndarray of shape (`n_neurons_`,)
-        Mean of the training pre-activations.
-    bn_running_var_ : ndarray of shape (`n_neurons_`,)
-        Biased variance of the training pre-activations.
-    output_weights_ : ndarray of shape (`n_neurons_`, n_outputs)
-        Read-out: one column for binary problems, one per class otherwise.
-    n_neurons_ : int
-        Number of neurons.
-    objective_ : float
-        Regularised training objective of the fitted network (forward pass).
-    n_patterns_ : int
-        Number of activation patterns in the convex program.
-    rank_ : int
-        Rank of the centred training data.
-    n_iter_ : int
-        Solver iterations.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during fit, when ``X`` has string column
-        names.
-
+"""
+        + _ATTRIBUTES_DOC
+        + r"""
     See Also
     --------
     ConvexBNReLURegressor : The regressor.
@@ -557,6 +642,8 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         loss="log_loss",
         n_patterns=100,
         patterns="sample",
+        max_patterns=None,
+        max_rounds=30,
         solver="auto",
         solver_options=None,
         device="cpu",
@@ -571,6 +658,8 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             loss=loss,
             n_patterns=n_patterns,
             patterns=patterns,
+            max_patterns=max_patterns,
+            max_rounds=max_rounds,
             solver=solver,
             solver_options=solver_options,
             device=device,

@@ -56,3 +56,33 @@ def test_sampled_patterns_give_an_upper_bound():
     ]
     assert all(v >= full.objective_ * (1 - 1e-7) for v in values)
     assert values[0] >= values[1] * (1 - 1e-7) >= values[2] * (1 - 1e-7)
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_certificate_of_the_estimators(loss, seed):
+    # Reference: the optimum over every enumerated pattern.
+    X, Y = make_regression_data(n=15, d=2, seed=seed)
+    y = Y[:, 0]
+    if loss == "log_loss":
+        y = np.where(y > np.median(y), 1, 0)
+        Estimator = ConvexBNReLUClassifier
+    else:
+        Estimator = ConvexBNReLURegressor
+    ref = Estimator(alpha=0.2, patterns="enumerate").fit(X, y)
+    # A handful of sampled patterns: an upper bound, honestly not certified,
+    # with a lower bound below the true optimum.
+    few = Estimator(alpha=0.2, n_patterns=3, random_state=seed).fit(X, y)
+    assert few.objective_ > ref.objective_ * (1 + 1e-4)
+    assert not few.certified_
+    assert few.lower_bound_ <= ref.objective_ * (1 + 1e-7)
+    assert few.optimality_gap_ >= (few.objective_ - ref.objective_) / few.objective_ - 1e-7
+    # Column generation reaches the optimum with fewer patterns and says so.
+    adaptive = Estimator(alpha=0.2, patterns="adaptive", n_patterns=5,
+                         random_state=seed).fit(X, y)
+    assert adaptive.objective_ == pytest.approx(ref.objective_, rel=1e-5)
+    assert adaptive.n_patterns_ < ref.n_patterns_
+    assert adaptive.lower_bound_ <= ref.objective_ * (1 + 1e-7)
+    if loss == "squared_error":
+        # Clarabel is accurate enough on the quadratic program to prove it.
+        assert ref.certified_ and adaptive.certified_
