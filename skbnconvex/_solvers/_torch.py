@@ -12,53 +12,62 @@ with ``(A w)_{:, c} = \sum_i D_i U' (a_{c,i} - b_{c,i})``.
 
 Method
 ------
-Three ingredients, chosen for the structure of (C):
+1. **Accelerated proximal gradient with the cones in the prox.** For a
+   closed convex cone ``C`` and ``t > 0`` the proximal map of
+   ``t \|\cdot\| + \iota_C`` is radial:
+   ``prox(p) = (1 - t / \|\Pi_C(p)\|)_+ \, \Pi_C(p)`` (the support function
+   of the unit ball of ``C`` is ``\|\Pi_C(\cdot)\|``, Moreau). So FISTA with
+   adaptive restart (O'Donoghue and Candes, 2015) handles the constraints
+   exactly, every iterate is feasible, and no multiplier or penalty
+   parameter has to converge. The step is ``1 / L`` with ``L`` the loss
+   curvature times ``\|A\|^2`` (power iteration on the working set).
 
-1. **Augmented Lagrangian on the cone constraints.** The constraint
-   operators ``K_i`` have orthonormal columns (``K_i^T K_i = U'^T U' = I``),
-   so every one has norm 1 and the quadratic penalty
-   ``(1 / 2\rho) \|(\gamma_b - \rho K_i w_b)_+\|^2`` adds exactly ``\rho`` to
-   the Lipschitz constant of the smooth part. The inner problems (smooth
-   loss + penalty, plus the group norm) are solved by FISTA with the
-   group soft-threshold as proximal step, a fixed step ``1 / L`` (``L`` from
-   the loss curvature and a power iteration on ``A``) and adaptive restart
-   (O'Donoghue and Candes, 2015). After each inner solve the multipliers are
-   updated, ``\gamma_b \leftarrow (\gamma_b - \rho K_i w_b)_+``, and ``\rho``
-   is doubled whenever the cone violation does not fall by a factor 4. This
-   is the method of Mishkin et al. (ICML 2022, the ``scnn`` library), written
-   here for the batch-normalised program with all outputs batched.
+2. **Warm-started exact cone projections.** ``\Pi_C(p) = p + K^T \mu`` with
+   ``\mu = \arg\min_{\mu \ge 0} \|p + K^T \mu\|`` (``K`` has ``n`` rows and
+   ``k`` orthonormal columns). Every block remembers the rows that were
+   active (``\mu_j > 0``) at its last projection; the candidate
+   ``z = p - K_A^T (K_A K_A^T)^{-1} K_A p`` is the projection exactly when
+   its multipliers ``-(K_A K_A^T)^{-1} K_A p`` are non-negative and
+   ``K z \ge 0`` (the KKT conditions). These checks run batched over the
+   blocks (two matrix products); the blocks that fail get an exact
+   Lawson-Hanson solve of the dual problem, warm-started from their rows, on
+   the host in float64. Near convergence faces no longer change and a
+   projection costs a matrix-vector product.
 
-2. **Working set over patterns** (as in the ``celer`` Lasso solver). The
-   optimum uses few blocks, and the Lipschitz constant of ``L(A w)`` grows
-   with the number of patterns, so the augmented Lagrangian runs on the
-   patterns that carry a non-zero block plus the most violating ones. Between
-   restricted solves the optimality of the full program is checked with one
-   pass over all patterns and the working set is doubled when needed.
+3. **Newton on the identified faces.** Optimal blocks sit on faces of their
+   cones (often extreme rays). Once the support and the active rows of every
+   non-zero block stay the same between two checks, the program restricted
+   to them is smooth (a group lasso on subspaces, the blocks away from 0)
+   and is solved by a damped Newton method. Its solution is accepted only
+   when it is feasible and the duality gap below certifies it; otherwise
+   FISTA goes on from the better of the two points.
 
-3. **A duality-gap certificate** (the stopping rule). With
-   ``\lambda = -\nabla L(A w)`` and ``g_b = \pm U'^T D_i \lambda_c`` the dual
-   constraint of a block is ``\|P_{C_i}(g_b)\| \le \beta`` (projection onto
-   the cone ``C_i = \{z : K_i z \ge 0\}``), and for every ``\mu \ge 0``,
-   ``\|P_{C_i}(g_b)\| = \min_{\mu \ge 0} \|g_b + K_i^T \mu\| \le
-   \|g_b + K_i^T \mu\|``. We take ``\mu`` from the augmented-Lagrangian
-   multipliers (blocks of the working set) or ``\mu = (-K_i g_b)_+`` (others),
-   refined by a few projected-gradient steps on this non-negative least
-   squares problem; this gives an upper bound ``M`` of
-   ``\max_b \|P_{C_i}(g_b)\|``. Then ``\lambda \min(1, \beta / M)`` is dual
-   feasible and its dual value is a lower bound of the optimum.
+4. **Working set over patterns** (as in the ``celer`` Lasso solver). The
+   optimum uses few blocks and ``\|A\|^2`` grows with the number of patterns,
+   so the solver runs on the patterns that carry a non-zero block plus the
+   most violating ones; a full check over all patterns computes the duality
+   gap and doubles the working set when it is not small enough.
 
-Stopping rule: the solver stops when, at the current iterate,
+Stopping rule (the certificate)
+-------------------------------
+With ``\lambda = -\nabla L(A w)`` and ``g_b = \pm U'^T D_i \lambda_c`` the
+dual constraint of a block is ``\|\Pi_{C_i}(g_b)\| \le \beta``. An upper
+bound ``M`` of ``\max_b \|\Pi_{C_i}(g_b)\|`` comes from
+``\|\Pi_C(g)\| \le \|g + K^T \mu\|`` for every ``\mu \ge 0``
+(``\mu = (-K g)_+``, refined by projected gradient) and from the exact
+projections above, evaluated lazily from the largest bound down. Then
+``\lambda \min(1, \beta / M)`` is dual feasible and its dual value ``D`` is a
+lower bound of the optimum. The solver stops when the relative duality gap
+``(P - D) / P \le tol`` at a point whose relative cone violation
+``\max_b \|(-K_i w_b)_+\|_\infty / \max_b \|w_b\|`` is at most ``tol``
+(FISTA iterates are feasible up to round-off). The expensive full check
+runs only after the working-set problem is solved to a fraction of the
+current gap; inside, the restricted gap is checked every few iterations.
 
-* the relative duality gap ``(P - D) / max(P, 1e-300) <= tol``, with ``P``
-  the objective of (C) and ``D`` the dual value above, and
-* the relative cone violation
-  ``max_b \|(-K_i w_b)_+\|_\infty / \max_b \|w_b\| <= tol``.
-
-Then (and also when ``max_iter`` FISTA iterations are used up) a clean-up
-step projects every non-zero block exactly onto its cone (a small
-non-negative least-squares problem on the nearly active rows, in float64),
-so that the returned point is feasible to round-off; the objective, the
-duality gap and ``converged`` are then those of the returned point.
+A final clean-up projects every non-zero block exactly onto its cone in
+float64, so that the returned point is feasible to round-off; the objective
+is that of the returned point. ``converged`` is False when ``max_iter``
+(FISTA iterations plus Newton steps) runs out first.
 """
 
 # Authors: the skbnconvex developers
@@ -73,18 +82,22 @@ from ._base import SolverResult
 
 # Number of patterns of the first working set.
 _WS_START = 10
-# Projected-gradient steps refining the multiplier of the dual check.
+# FISTA iterations between two checks of the restricted duality gap.
+_CHECK_EVERY = 10
+# Blocks per batch of exact dual-bound evaluations.
+_BATCH = 64
+# Projected-gradient steps refining the dual bounds before exact values.
 _DUAL_REFINE = 20
-# Most blocks per check whose dual constraint is computed exactly.
-_EXACT_MAX = 200
-# Relative cone violation below which polishing on faces is tried.
-_POLISH_FROM = 1e-4
-# Rounds of the active-set polishing.
-_POLISH_ROUNDS = 6
-# Initial penalty of the augmented Lagrangian, relative to the loss curvature.
-_RHO0 = 10.0
-# Most FISTA iterations per inner solve of the augmented Lagrangian.
-_INNER_CAP = 200
+# Largest dual bounds evaluated exactly at a full check to estimate the gap.
+_EST_EXACT = 16
+# Blocks left to the host Lawson-Hanson when a batched projection is slow.
+_HOST_TAIL = 8
+# Factor of the local Lipschitz estimate at every FISTA iteration.
+_L_SHRINK = 0.9
+# Most Newton steps per attempt.
+_NEWTON_MAX = 20
+# Largest Newton system (sum of the face dimensions) solved densely.
+_NEWTON_DIM_MAX = 4000
 
 
 def _resolve_device(device):
@@ -119,34 +132,120 @@ def _loss_grad(loss, F, Y):
     return torch.softmax(F, dim=1) - Y
 
 
-class _Problem:
-    """Tensors of (C) on the device, and the operators restricted to patterns.
+def _lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
+    """Exact projection of ``p`` onto ``{z : s * (Ut z) >= 0}``, in float64.
 
-    Blocks are held as one tensor ``W`` of shape ``(C, 2, m, k)``: axis 1 is
-    the sign (``a`` then ``b``), axis 2 the patterns of the current set.
+    Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||`` with
+    ``K = s[:, None] * Ut``, started from the passive set ``rows`` (the
+    active rows of an earlier projection). A row enters while ``K z`` has an
+    entry below ``-tol``; rows whose multiplier would turn negative leave.
+    The norm of ``z`` decreases along the way: with ``stop_below`` the
+    method stops (returning None for ``z``) once it is at most that.
+
+    Returns
+    -------
+    z : ndarray of shape (k,) or None
+        The projection.
+    rows : list of int
+        Its active rows (positive multipliers), linearly independent.
     """
+    def solve(R):
+        # Normal equations of the small least-squares problem: the active
+        # rows are linearly independent (a dependent row is never violated).
+        A = s[R, None] * Ut[R]  # (|R|, k), rows K_j
+        try:
+            return np.linalg.solve(A @ A.T, -(A @ p)), A
+        except np.linalg.LinAlgError:
+            return np.linalg.lstsq(A.T, -p, rcond=None)[0], A
+
+    R = [int(j) for j in rows]
+    k = p.shape[0]
+    mu, A = np.zeros(0), np.zeros((0, k))
+    # Warm start: from mu = 0, interpolation drops every row whose
+    # least-squares multiplier is not positive.
+    while R:
+        sol, A = solve(R)
+        if (sol > 0).all():
+            mu = sol
+            break
+        R = [j for j, v in zip(R, sol) if v > 0]
+    if not R:
+        A = np.zeros((0, k))
+    z = p + mu @ A
+    for _ in range(5 * k + 20):
+        if stop_below is not None and np.linalg.norm(z) <= stop_below:
+            return None, R
+        v = s * (Ut @ z)  # K z; -v is the gradient of the dual
+        if R:
+            v[R] = np.inf
+        j = int(np.argmin(v))
+        if v[j] >= -tol:
+            break
+        R.append(j)
+        x = np.append(mu, 0.0)
+        while True:
+            sol, A = solve(R)
+            if (sol > 0).all():
+                mu = sol
+                break
+            neg = sol <= 0
+            alpha = np.min(x[neg] / (x[neg] - sol[neg]))
+            x = x + alpha * (sol - x)
+            keep = x > 1e-300
+            keep[np.argmin(np.where(neg, x, np.inf))] = False
+            R = [j for j, kp in zip(R, keep) if kp]
+            x = x[keep]
+            if not R:
+                mu, A = np.zeros(0), np.zeros((0, k))
+                break
+        z = p + mu @ A
+    return z, R
+
+
+class _Problem:
+    """Tensors of (C) on the device."""
 
     def __init__(self, program, device, dtype):
         self.program = program
         kw = dict(device=device, dtype=dtype)
+        self.device, self.dtype = device, dtype
         self.Ut = torch.as_tensor(program.Ut, **kw)
-        # Patterns as rows (P, n): every block operation is then a batched
-        # (m, k) x (k, n) product with contiguous rows.
+        # Patterns as rows (P, n), and their signs 2 D - 1.
         self.Dt = torch.as_tensor(program.D.T.copy(), **kw)
+        self.St = 2.0 * self.Dt - 1.0
         self.Y = torch.as_tensor(program.Y, **kw)
         self.loss = program.loss
         self.beta = float(program.beta)
-        self.sign = torch.tensor([1.0, -1.0], **kw).view(1, 2, 1, 1)
         self.Lf = _loss_curvature(program.loss, program.n_outputs)
+        self.Ut_np = np.ascontiguousarray(program.Ut, dtype=np.float64)
+        self.S_np = np.where(program.D, 1.0, -1.0)
+        eps = float(torch.finfo(dtype).eps)
+        k = program.k
+        # Tolerances of the projection checks, relative to ||p||: round-off
+        # of a k-term inner product.
+        self.feas_tol = 10.0 * np.sqrt(k) * eps
+        self.mu_tol = 1e3 * np.sqrt(k) * eps
+        self._power_vec = None
 
     def predict(self, W, Dt):
-        """Return ``F`` (n, C) and the block pre-activations ``G = W U'^T``."""
-        G = W @ self.Ut.T  # (C, 2, m, n)
-        F = (self.sign * G * Dt).sum(dim=(1, 2)).T
-        return F, G
+        """Return ``F`` (n, C) for blocks ``W`` (C, 2, m, k) on patterns ``Dt``.
+
+        ``F[:, c] = sum_i D_i U' w_i = rowsum(U' * (D^T W_c))``: one
+        ``(n, m) x (m, k)`` product, no ``(m, n)`` temporary.
+        """
+        Wd = W[:, 0] - W[:, 1]  # (C, m, k)
+        return ((Dt.T @ Wd) * self.Ut).sum(-1).T
+
+    def grad_blocks(self, r, Dt):
+        """Gradient ``+-U'^T D_i r_c`` of the loss in the blocks, (C, 2, m, k)."""
+        gp = Dt @ (r.T[:, :, None] * self.Ut)  # (C, m, k)
+        return torch.stack((gp, -gp), dim=1)
+
+    def loss_value(self, F):
+        return float(self.loss.torch_value(F, self.Y))
 
     def objective(self, W, F):
-        return float(self.loss.torch_value(F, self.Y)) + self.beta * float(
+        return self.loss_value(F) + self.beta * float(
             torch.linalg.vector_norm(W, dim=-1).sum()
         )
 
@@ -154,261 +253,558 @@ class _Problem:
         """Estimate ``||A||^2`` on patterns ``Dt`` by power iteration.
 
         ``A`` maps the blocks of one output and one sign to ``sum_i D_i U' w_i``;
-        the two signs double it.
+        the two signs double it. The iteration starts from the top singular
+        vector of the previous call (working sets grow by adding patterns,
+        so it is nearly converged) and then needs few products.
         """
-        n = Dt.shape[1]
-        gen = torch.Generator(device="cpu").manual_seed(0)
-        v = torch.randn(n, generator=gen, dtype=Dt.dtype).to(Dt.device)
-        v /= torch.linalg.vector_norm(v)
+        v = self._power_vec
+        if v is None:
+            gen = torch.Generator(device="cpu").manual_seed(0)
+            v = torch.randn(Dt.shape[1], generator=gen, dtype=Dt.dtype).to(Dt.device)
+            v /= torch.linalg.vector_norm(v)
+        else:
+            n_iter = max(10, n_iter // 3)
         est = 0.0
         for _ in range(n_iter):
-            Z = (Dt * v) @ self.Ut  # A^T v, (m, k)
-            u = ((Z @ self.Ut.T) * Dt).sum(0)  # A A^T v
+            Z = Dt @ (v[:, None] * self.Ut)  # A^T v, (m, k)
+            u = ((Dt.T @ Z) * self.Ut).sum(-1)  # A A^T v
             est = float(torch.linalg.vector_norm(u))
             if est == 0.0:
                 return 0.0
             v = u / est
+        self._power_vec = v
         return 2.0 * est
 
+    def dual_value(self, F, M):
+        """Dual value at ``-grad L(F) * min(1, beta / M)`` (float64)."""
+        if not np.isfinite(M):
+            return -np.inf
+        lam = -_loss_grad(self.loss, F, self.Y)
+        scale = min(1.0, self.beta / M) if M > 0 else 1.0
+        lam = (scale * lam).double().cpu().numpy()
+        return self.loss.dual(lam, self.program.Y)
 
-def _dual_bound(prob, g, Dt, mu0):
-    """Upper bound of ``||P_C(g_b)||`` for every block.
 
-    ``g`` has shape (C, 2, m, k); ``mu0`` (C, 2, m, n) non-negative
-    multipliers or None. Uses ``||g + K^T mu||`` for ``mu = mu0`` and
-    ``mu = (-K g)_+``, then a few projected-gradient steps (step 1, since
-    ``||K K^T|| = 1``) from the better of the two, on the blocks whose
-    bound exceeds beta.
+class _Faces:
+    """Exact cone projections with remembered active rows, for all blocks.
+
+    Blocks are numbered globally, ``g = (2 c + s) P + i`` (output ``c``,
+    sign ``s``, pattern ``i``). Every block keeps the active rows of its last
+    projection, at most ``k`` of them, as a padded index tensor ``R`` with a
+    validity mask ``V`` (sorted, so that equal faces compare equal).
+    """
+
+    def __init__(self, prob, C):
+        self.prob = prob
+        self.P = prob.Dt.shape[0]
+        n, k = prob.Ut.shape
+        self.n = n
+        nb = 2 * C * self.P
+        self.R = torch.zeros((nb, k), dtype=torch.long, device=prob.device)
+        self.V = torch.zeros((nb, k), dtype=torch.bool, device=prob.device)
+        self.n_host = 0
+        # Steps of the batched active-set method before the exact fallback:
+        # a cold start takes a few times k (rows enter and leave), a warm
+        # start a few steps.
+        self.steps = 5 * k + 20
+
+    def rows(self, g):
+        """Active rows of block ``g`` (a list)."""
+        return self.R[g][self.V[g]].cpu().numpy().tolist()
+
+    def project(self, gidx, Z, max_steps, stop_below=None):
+        """Project the rows of ``Z`` (blocks ``gidx``) onto their cones.
+
+        Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||``, batched
+        over the blocks (one least-squares solve on the passive rows per
+        step) and warm-started from the remembered rows: their multipliers
+        are solved for, and rows with a non-positive one are dropped until
+        all are positive. Then, while ``K z`` has a negative entry, the most
+        violated row enters, and the interpolation step of Lawson-Hanson
+        keeps the multipliers non-negative. Warm-started near convergence,
+        it stops after one solve. The norms of the iterates decrease, so a
+        block whose norm falls to ``stop_below`` or less can stop there
+        (enough to decide a prox to zero or a dual constraint).
+
+        Returns
+        -------
+        out : tensor (B, k)
+            Projections; NaN rows where ``max_steps`` did not suffice or
+            the block stopped below ``stop_below``.
+        ub : tensor (B,)
+            Upper bounds of ``||P_C(Z_b)||`` (exact where finished): the
+            norm of ``Z + K^T mu`` for non-negative ``mu``.
+        """
+        prob = self.prob
+        Ut = prob.Ut
+        B, k = Z.shape
+        dt = Z.dtype
+        S = prob.St[gidx % self.P]  # (B, n)
+        R, V = self.R[gidx].clone(), self.V[gidx].clone()
+        x = torch.zeros_like(Z)  # multipliers of the passive rows, by slot
+        warm = torch.ones(B, dtype=torch.bool, device=Z.device)
+        nrm = torch.linalg.vector_norm(Z, dim=-1)
+        out = torch.full_like(Z, float("nan"))
+        ub = nrm.clone()
+        act = torch.arange(B, device=Z.device)
+        eye = torch.eye(k, dtype=dt, device=Z.device)
+        inf = torch.tensor(float("inf"), dtype=dt, device=Z.device)
+        for _ in range(max_steps):
+            Ra, Va, Sa, Za = R[act], V[act], S[act], Z[act]
+            xa, wa = x[act], warm[act]
+            A = (Sa.gather(1, Ra) * Va)[..., None] * Ut[Ra]  # (b, k, k), rows K_j
+            G = A @ A.mT + eye * (~Va)[:, None, :]
+            Lc, info = torch.linalg.cholesky_ex(G)
+            sol = torch.cholesky_solve(-(A @ Za[..., None]), Lc)[..., 0] * Va
+            failed = info != 0
+            positive = ((sol > 0) | ~Va).all(1) & ~failed
+            # Warm phase: rows with a non-positive multiplier leave.
+            w_neg = wa & ~positive & ~failed
+            V[act[w_neg]] = Va[w_neg] & (sol[w_neg] > 0)
+            # Lawson-Hanson interpolation towards the solution, which stays
+            # non-negative; the blocking row leaves.
+            c_neg = ~wa & ~positive & ~failed
+            if bool(c_neg.any()):
+                xc, sc, Vc = xa[c_neg], sol[c_neg], Va[c_neg]
+                ratio = torch.where(Vc & (sc <= 0), xc / (xc - sc), inf)
+                alpha, jmin = ratio.min(1)
+                xc = xc + alpha[:, None] * (sc - xc)
+                leave = Vc & (xc <= 0)
+                leave[torch.arange(len(jmin), device=Z.device), jmin] = True
+                Vc = Vc & ~leave
+                V[act[c_neg]] = Vc
+                x[act[c_neg]] = xc * Vc
+            # Positive multipliers: a KKT check, then the most violated row.
+            z = Za + (A.mT @ sol[..., None])[..., 0]
+            held = torch.zeros_like(Sa).scatter_add_(1, Ra, Va.to(dt)) > 0
+            Kz = torch.where(held, inf, Sa * (z @ Ut.T))
+            kzmin, jrow = Kz.min(1)
+            ub_a = torch.where(
+                positive, torch.linalg.vector_norm(z, dim=-1), inf
+            )
+            ub[act] = torch.minimum(ub[act], ub_a)
+            done = positive & (kzmin >= -prob.feas_tol * nrm[act])
+            out[act[done]] = z[done]
+            if stop_below is not None:
+                done |= ub_a <= stop_below
+            add = positive & ~done & ~Va.all(1)
+            slot = (~Va).to(torch.int8).argmax(1)
+            ia = act[add]
+            x[ia] = sol[add]
+            R[ia, slot[add]] = jrow[add]
+            V[ia, slot[add]] = True
+            warm[ia] = False
+            # Blocks whose solve failed or whose passive set is full (both
+            # degenerate) are left to the exact fallback.
+            keep = ~done & ~failed & (add | ~positive)
+            act = act[keep]
+            if len(act) <= _HOST_TAIL:
+                # A few slow blocks are cheaper one by one on the host (see
+                # project_exact) than with the fixed cost of a batched step.
+                break
+        # Canonical (sorted) faces, remembered for the next projection.
+        key = torch.where(V, R, self.n).sort(dim=1).values
+        V = key < self.n
+        self.R[gidx], self.V[gidx] = torch.where(V, key, 0), V
+        return out, ub
+
+    def project_exact(self, gidx, Z, max_steps, stop_below=None):
+        """:meth:`project`, with a Lawson-Hanson solve where it did not finish."""
+        out, ub = self.project(gidx, Z, max_steps, stop_below)
+        bad = torch.isnan(out[:, 0])
+        if stop_below is not None:
+            bad &= ub > stop_below
+        bad = bad.nonzero()[:, 0]
+        if len(bad):
+            prob = self.prob
+            g_np = gidx[bad].cpu().numpy()
+            Z_np = Z[bad].double().cpu().numpy()
+            res = np.full_like(Z_np, np.nan)
+            res_ub = np.empty(len(g_np))
+            for j, g in enumerate(g_np):
+                z, rows = _lawson_hanson(
+                    prob.Ut_np, prob.S_np[:, g % self.P], Z_np[j], self.rows(g),
+                    1e-12 * np.linalg.norm(Z_np[j]), stop_below,
+                )
+                self.n_host += 1
+                if z is None:
+                    res_ub[j] = stop_below
+                else:
+                    res[j] = z
+                    res_ub[j] = np.linalg.norm(z)
+                rows = sorted(rows)[: prob.Ut.shape[1]]
+                self.R[g].zero_()
+                self.V[g].zero_()
+                self.R[g, : len(rows)] = torch.as_tensor(rows, device=prob.device)
+                self.V[g, : len(rows)] = True
+            out[bad] = torch.as_tensor(res, dtype=out.dtype, device=out.device)
+            ub[bad] = torch.minimum(
+                ub[bad], torch.as_tensor(res_ub, dtype=ub.dtype, device=ub.device)
+            )
+        return out, ub
+
+    def prox(self, gidx, Z, t):
+        """``prox`` of ``t ||.|| + indicator of the cone`` on blocks ``gidx``."""
+        flat = Z.reshape(-1, Z.shape[-1])
+        nrm = torch.linalg.vector_norm(flat, dim=-1)
+        out = torch.zeros_like(flat)
+        # ||P_C(p)|| <= ||(K p)_+|| <= ||p||: blocks where either is at
+        # most t are zero, and so are those whose projection stops below t.
+        idx = (nrm > t).nonzero()[:, 0]
+        if len(idx):
+            S = self.prob.St[gidx[idx] % self.P]
+            q = (S * (flat[idx] @ self.prob.Ut.T)).clamp(min=0)
+            idx = idx[torch.linalg.vector_norm(q, dim=-1) > t]
+        if len(idx):
+            Pi, _ = self.project_exact(gidx[idx], flat[idx], self.steps, stop_below=t)
+            Pi = torch.nan_to_num(Pi, nan=0.0)
+            pn = torch.linalg.vector_norm(Pi, dim=-1, keepdim=True)
+            shrink = (1.0 - t / pn.clamp(min=torch.finfo(Z.dtype).tiny)).clamp(min=0)
+            out[idx] = Pi * shrink
+        return out.view_as(Z)
+
+    def dual_norms(
+        self, gidx, g, exclude=None, fixed=None, gap_of=None, tol=0.0, min_exact=0
+    ):
+        """Upper bounds of ``||P_C(g_b)||`` for blocks ``gidx``, rows of ``g``.
+
+        The cheap bounds of :func:`_refine_bounds` are replaced by the exact
+        value, in decreasing order and in batches, while it exceeds
+        both beta and the largest value known (only the maximum enters the
+        gap). Blocks flagged in ``exclude`` keep the bounds ``fixed``. With
+        ``gap_of`` (a function of the maximum), the exact evaluation also
+        stops as soon as the gap at the largest known value exceeds ``tol``
+        (after the ``min_exact`` largest bounds at least): no certificate is
+        possible then, and the bounds stay valid.
+        """
+        prob = self.prob
+        beta = prob.beta
+        bound = torch.linalg.vector_norm(g, dim=-1)
+        known = beta
+        if exclude is not None:
+            bound = torch.where(exclude, fixed, bound)
+            if bool(exclude.any()):
+                known = max(known, float(fixed[exclude].max()))
+        cand = bound > beta
+        if exclude is not None:
+            cand &= ~exclude
+        idx = cand.nonzero()[:, 0]
+        if len(idx) == 0:
+            return bound, known
+        bound[idx] = _refine_bounds(prob, g[idx], prob.St[gidx[idx] % self.P], bound[idx])
+        idx = idx[bound[idx] > known]
+        idx = idx[torch.argsort(bound[idx], descending=True)]
+        start = 0
+        while start < len(idx):
+            if float(bound[idx[start]]) <= known:
+                break
+            if start >= min_exact and gap_of is not None and gap_of(known) > tol:
+                break
+            size = min_exact if start < min_exact else _BATCH
+            batch = idx[start: start + size]
+            _, ub = self.project_exact(
+                gidx[batch], g[batch], self.steps, stop_below=known
+            )
+            bound[batch] = torch.minimum(bound[batch], ub)
+            known = max(known, float(bound[batch].max()))
+            start += size
+            if start < len(idx):
+                # Later batches in the order of the improved bounds.
+                rest = idx[start:]
+                idx = torch.cat((idx[:start], rest[torch.argsort(bound[rest], descending=True)]))
+        return bound, known
+
+
+def _refine_bounds(prob, g, S, bound):
+    """Upper bounds of ``||P_C(g_b)||`` by projected gradient on the dual.
+
+    ``g`` (B, k) and the signs ``S`` (B, n) of the blocks. Every
+    ``mu >= 0`` gives ``||P_C(g)|| <= ||g + K^T mu||``; ``mu = (-K g)_+``
+    gives ``||K^T (K g)_+||``, and accelerated projected gradient on
+    ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` (step 1 since ``||K K^T|| = 1``)
+    improves it, at two products per step and no factorisation, before the
+    exact evaluation of the blocks that stay above beta.
     """
     Ut = prob.Ut
-    S = 2.0 * Dt - 1.0
-    Kg = S * (g @ Ut.T)  # (C, 2, m, n)
-    # mu = (-K g)_+ gives g + K^T mu = K^T (K g)_+.
-    bound = torch.linalg.vector_norm((S * Kg.clamp(min=0)) @ Ut, dim=-1)
+    Kg = S * (g @ Ut.T)
+    best = torch.minimum(
+        bound, torch.linalg.vector_norm((S * Kg.clamp(min=0)) @ Ut, dim=-1)
+    )
     mu = (-Kg).clamp(min=0)
-    if mu0 is not None:
-        b0 = torch.linalg.vector_norm(g + (S * mu0) @ Ut, dim=-1)
-        better = b0 < bound
-        mu = torch.where(better[..., None], mu0, mu)
-        bound = torch.minimum(bound, b0)
-    bad = bound > prob.beta
-    if not bool(bad.any()):
-        return bound
-    idx = bad.nonzero(as_tuple=True)
-    gb, mub, Sb = g[idx], mu[idx], S[idx[2]]
-    best = bound[idx]
-    # Accelerated projected gradient on min_{mu >= 0} ||g + K^T mu||^2 / 2
-    # (step 1 since ||K K^T|| = 1), batched over the blocks above beta.
-    prev, t = mub, 1.0
-    z = mub
+    prev, t, z = mu, 1.0, mu
     for _ in range(_DUAL_REFINE):
-        r = gb + ((Sb * z)[:, None, :] @ Ut)[:, 0, :]  # g + K^T z
-        best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
-        mub = (z - Sb * (r @ Ut.T)).clamp(min=0)
+        r = g + (S * z) @ Ut  # g + K^T z
+        mu = (z - S * (r @ Ut.T)).clamp(min=0)
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        z = mub + ((t - 1.0) / t_new) * (mub - prev)
-        prev, t = mub, t_new
-    r = gb + ((Sb * mub)[:, None, :] @ Ut)[:, 0, :]
-    best = torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
-    # The blocks still above beta get the exact value, ||P_C(g)|| = the
-    # residual of the non-negative least-squares problem (Lawson-Hanson,
-    # whose active set has at most k rows), in float64 on the host.
-    still = (best > prob.beta).nonzero(as_tuple=True)[0]
-    if len(still):
-        order = still[torch.argsort(best[still], descending=True)][:_EXACT_MAX]
-        Ut_np = prob.program.Ut
-        S_np = Sb[order].double().cpu().numpy()
-        g_np = gb[order].double().cpu().numpy()
-        exact = [
-            nnls((S_np[j][:, None] * Ut_np).T, -g_np[j], maxiter=20 * Ut_np.shape[0])[1]
-            for j in range(len(order))
-        ]
-        best[order] = torch.minimum(
-            best[order], torch.as_tensor(exact, dtype=best.dtype, device=best.device)
-        )
-    bound = bound.clone()
-    bound[idx] = best
-    return bound
+        z = mu + ((t - 1.0) / t_new) * (mu - prev)
+        prev, t = mu, t_new
+    r = g + (S * mu) @ Ut
+    return torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
 
 
-def _gap(prob, W, F, M):
-    """Primal value, dual value (numpy, float64) from the bound ``M``."""
-    primal = prob.objective(W, F)
-    lam = -_loss_grad(prob.loss, F, prob.Y)
-    if not np.isfinite(M):
-        return primal, -np.inf  # no certificate
-    scale = min(1.0, prob.beta / M) if M > 0 else 1.0
-    lam = (scale * lam).double().cpu().numpy()
-    dual = prob.loss.dual(lam, prob.program.Y)
-    return primal, dual
+class _WorkingSet:
+    """Program (C) restricted to a working set of patterns."""
 
-
-def _violation(W, G, Dt):
-    """Relative cone violation ``max (-K w)_+ / max ||w||``."""
-    S = 2.0 * Dt - 1.0
-    worst = float((-(S * G)).clamp(min=0).max()) if G.numel() else 0.0
-    scale = float(torch.linalg.vector_norm(W, dim=-1).max()) if W.numel() else 0.0
-    return worst / scale if scale > 0 else 0.0
-
-
-class _RestrictedAL:
-    """Augmented-Lagrangian state on a working set of patterns."""
-
-    def __init__(self, prob, ws, W, gamma, rho_scale):
+    def __init__(self, prob, faces, ws, W, C):
         self.prob = prob
+        self.faces = faces
         self.ws = ws
+        self.m = len(ws)
         self.Dt = prob.Dt[ws]
-        self.S = 2.0 * self.Dt - 1.0
+        P = faces.P
+        # Global numbers of the blocks, in the (C, 2, m) order of W.
+        cs = torch.arange(2 * C, device=prob.device)
+        self.gidx = (cs[:, None] * P + ws[None, :]).reshape(-1)
         self.W = W
-        self.gamma = gamma
         self.A2 = prob.norm_A2(self.Dt)
-        # The penalty is scaled with the loss curvature on the working set,
-        # so that neither term dominates the step size.
-        self.rho = rho_scale * max(prob.Lf * self.A2, 1e-12)
-        self.L = 1.05 * prob.Lf * self.A2 + self.rho
+        self.L = 1.05 * prob.Lf * max(self.A2, 1e-300)
+        self.last_bound = None
 
-    def grad(self, W, penalty=True):
-        """Gradient of the smooth part at ``W`` and the prediction there."""
-        prob = self.prob
-        F, G = prob.predict(W, self.Dt)
-        r = _loss_grad(prob.loss, F, prob.Y)  # (n, C)
-        M = prob.sign * self.Dt * r.T[:, None, None, :]
-        if penalty:
-            H = (self.gamma - self.rho * self.S * G).clamp(min=0)
-            M = M - self.S * H
-        return M @ prob.Ut, F, G
+    def certificate(self, W, F, target=0.0):
+        """Objective, relative gap of the restricted program and the bounds.
 
-    def prox(self, Z, step):
-        nrm = torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
-        shrink = (1.0 - step * self.prob.beta / nrm.clamp(min=torch.finfo(Z.dtype).tiny)).clamp(min=0)
-        return Z * shrink
-
-    def fista(self, W, max_iter, eps, proj=None):
-        """FISTA with adaptive restart from ``W``.
-
-        Without ``proj``: the augmented-Lagrangian inner problem. With
-        ``proj`` (orthogonal projections of shape (C, 2, m, k, k)): the
-        penalty is dropped and every block is kept in the range of its
-        projection (the polishing problem). Stops when the gradient mapping
-        of every block is at most ``eps * beta`` in norm. Returns the last
-        iterate and the iterations used.
-        """
-        L = 1.05 * self.prob.Lf * self.A2 if proj is not None else self.L
-        step = 1.0 / L
-        Yk, t = W, 1.0
-        beta = self.prob.beta
-        it = 0
-        for it in range(1, max_iter + 1):
-            gr, _, _ = self.grad(Yk, penalty=proj is None)
-            Z = Yk - step * gr
-            if proj is not None:
-                Z = (proj @ Z[..., None])[..., 0]
-            W_new = self.prox(Z, step)
-            # Gradient mapping at Yk, block by block.
-            diff = Yk - W_new
-            res = float(torch.linalg.vector_norm(diff, dim=-1).max()) / step
-            if float((diff * (W_new - W)).sum()) > 0:
-                t = 1.0  # restart: momentum points uphill
-                Yk = W_new
-            else:
-                t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-                Yk = W_new + ((t - 1.0) / t_new) * (W_new - W)
-                t = t_new
-            W = W_new
-            if res <= eps * beta:
-                break
-        return W, it
-
-    def face_projections(self, W, J, idx):
-        """Projections onto the faces that the multipliers call active.
-
-        For a non-zero block the rows ``J`` with a positive multiplier are
-        held at equality, ``K_J w = 0``: the projection onto the null space
-        of ``K_J`` is ``I - V V^T`` with ``V`` the eigenvectors of
-        ``K_J^T K_J = U'^T diag(1_J) U'`` of non-negligible eigenvalue. Zero
-        blocks get the zero projection (they stay at zero).
+        The exact evaluation of the dual bounds stops once the gap cannot
+        reach ``target`` (the returned gap is then valid but loose).
         """
         prob = self.prob
-        C, _, m, k = W.shape
-        proj = torch.zeros((C, 2, m, k, k), dtype=W.dtype, device=W.device)
-        gram = (prob.Ut.T * J[:, None, :]) @ prob.Ut  # (B, k, k)
-        evals, evecs = torch.linalg.eigh(gram)
-        keep = evals > 1e3 * torch.finfo(W.dtype).eps
-        V = evecs * keep[:, None, :]
-        eye = torch.eye(k, dtype=W.dtype, device=W.device)
-        proj[idx] = eye - V @ V.transpose(1, 2)
-        inv = torch.where(keep, 1.0 / evals.clamp(min=torch.finfo(W.dtype).tiny), torch.zeros_like(evals))
-        return proj, idx, J, (evecs, inv)
+        gr = prob.grad_blocks(_loss_grad(prob.loss, F, prob.Y), self.Dt)
+        primal = prob.objective(W, F)
 
-    def face_multipliers(self, W, idx, J, eig):
-        """Least-squares multipliers of the held rows, ``K_J^T mu_J = v``.
+        def gap_of(M):
+            return (primal - prob.dual_value(F, M)) / max(primal, 1e-300)
 
-        ``v = grad_b + beta w_b / ||w_b||`` is what the constraint forces
-        must balance at a stationary point of the polishing problem.
+        bound, _ = self.faces.dual_norms(
+            self.gidx, -gr.reshape(-1, gr.shape[-1]), gap_of=gap_of, tol=target
+        )
+        M = float(bound.max()) if bound.numel() else 0.0
+        return primal, gap_of(M), bound
+
+    def structure(self, W):
+        """Support of ``W`` and the active rows of its non-zero blocks."""
+        flat = W.reshape(-1, W.shape[-1])
+        supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
+        g = self.gidx[supp]
+        return supp, self.faces.R[g].clone(), self.faces.V[g].clone()
+
+    def fista(self, max_iter, target, bar=None):
+        """FISTA with backtracking, adaptive restart and Newton attempts.
+
+        Runs until the restricted gap is at most ``target`` (checked every
+        ``_CHECK_EVERY`` iterations) or ``max_iter`` iterations (Newton
+        steps count). Returns the iterations used and the restricted gap.
+
+        The step ``1 / L`` starts from the global bound and then follows the
+        local curvature: ``L`` shrinks by ``_L_SHRINK`` at every iteration
+        and doubles when the sufficient-decrease test fails. The prediction
+        is linear in the blocks, so it is carried along the extrapolation
+        and every iteration costs two products with the data.
         """
         prob = self.prob
-        gr, _, _ = self.grad(W, penalty=False)
-        Wb = W[idx]
-        v = gr[idx] + prob.beta * Wb / torch.linalg.vector_norm(
-            Wb, dim=-1, keepdim=True
-        ).clamp(min=torch.finfo(W.dtype).tiny)
-        evecs, inv = eig
-        x = evecs @ ((inv * (evecs.transpose(1, 2) @ v[..., None])[..., 0])[..., None])
-        mu = (prob.Ut @ x)[..., 0] * self.S[idx[2]] * J  # K_J (K_J^T K_J)^+ v
-        gamma = torch.zeros_like(self.gamma)
-        gamma[idx] = mu.clamp(min=0)
-        return gamma, mu
-
-    def polish(self, max_iter, eps, n_rounds=_POLISH_ROUNDS):
-        """Active-set polishing from the current iterate.
-
-        Holds the rows of positive multiplier at equality and solves the
-        resulting problem (group lasso on subspaces, no constraints left) by
-        FISTA; rows that end up violated join the active set, rows whose
-        least-squares multiplier is negative leave it, and the problem is
-        solved again, at most ``n_rounds`` times. Returns the point, its
-        multipliers, the prediction data and the iterations used.
-        """
+        beta = prob.beta
+        L_max = self.L
+        L = getattr(self, "L_local", L_max)
         W = self.W
-        supp = torch.linalg.vector_norm(W, dim=-1) > 0
-        idx = supp.nonzero(as_tuple=True)
-        if len(idx[0]) == 0:
-            F, G = self.prob.predict(W, self.Dt)
-            return W, self.gamma, F, G, 0
-        J = (self.gamma[idx] > 0).to(W.dtype)
-        Sb = self.S[idx[2]]
-        used_all = 0
-        for _ in range(n_rounds):
-            proj, idx2, J, eig = self.face_projections(W, J, idx)
-            W = (proj @ W[..., None])[..., 0]
-            W, used = self.fista(W, max_iter - used_all, eps, proj=proj)
-            used_all += used
-            gamma, mu = self.face_multipliers(W, idx, J, eig)
-            F, G = self.prob.predict(W, self.Dt)
-            KW = Sb * G[idx]
-            scale = torch.linalg.vector_norm(W, dim=-1).max()
-            bad_rows = KW < -1e-12 * scale
-            neg_mu = mu < -1e-9 * self.prob.beta
-            if not (bool(bad_rows.any()) or bool(neg_mu.any())) or used_all >= max_iter:
+        F_W = prob.predict(W, self.Dt)
+        Yk, F_Y, t = W, F_W, 1.0
+        used = 0
+        tried = None
+        while True:
+            primal, gap, bound = self.certificate(W, F_W, target)
+            if bar is not None:
+                bar.set_postfix(obj=f"{primal:.6g}", gap=f"{gap:.1e}", refresh=False)
+            if gap <= target or used >= max_iter:
                 break
-            J = torch.where(bad_rows, torch.ones_like(J), J)
-            J = torch.where(neg_mu, torch.zeros_like(J), J)
-        return W, gamma, F, G, used_all
+            struct = self.structure(W)
+            if len(struct[0]) and not _same(struct, tried):
+                # Newton on the faces of the current iterate; a wrong guess
+                # costs a few small dense solves.
+                tried = struct
+                W_n, n_steps = _newton(self, W, struct)
+                used += n_steps
+                if W_n is not None:
+                    F_n = prob.predict(W_n, self.Dt)
+                    p_n, gap_n, bound_n = self.certificate(W_n, F_n, target)
+                    if p_n < primal:
+                        W, F_W, Yk, F_Y, t = W_n, F_n, W_n, F_n, 1.0
+                        primal, gap, bound = p_n, gap_n, bound_n
+                        if gap <= target:
+                            break
+            n_in = min(_CHECK_EVERY, max_iter - used)
+            for _ in range(n_in):
+                r = _loss_grad(prob.loss, F_Y, prob.Y)
+                gr = prob.grad_blocks(r, self.Dt)
+                f_Y = prob.loss_value(F_Y)
+                L = max(L * _L_SHRINK, 1e-3 * L_max)
+                while True:
+                    W_new = self.faces.prox(self.gidx, Yk - gr / L, beta / L)
+                    F_new = prob.predict(W_new, self.Dt)
+                    Dlt = W_new - Yk
+                    quad = float((gr * Dlt).sum()) + 0.5 * L * float((Dlt * Dlt).sum())
+                    f_new = prob.loss_value(F_new)
+                    if f_new <= f_Y + quad + 1e-12 * abs(f_Y) or L >= L_max:
+                        break
+                    L = min(2.0 * L, L_max)
+                # Gradient restart: momentum that points uphill is dropped.
+                if float((Dlt * (W_new - W)).sum()) < 0:
+                    t, Yk, F_Y = 1.0, W_new, F_new
+                else:
+                    t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+                    c = (t - 1.0) / t_new
+                    Yk = W_new + c * (W_new - W)
+                    F_Y = F_new + c * (F_new - F_W)
+                    t = t_new
+                W, F_W = W_new, F_new
+            used += n_in
+            if bar is not None:
+                bar.update(n_in)
+        self.W = W
+        self.L_local = L
+        self.last_bound = bound
+        return used, gap
 
-    def certificate(self, W, F, gamma):
-        """Objective and relative duality gap of the restricted program."""
-        prob = self.prob
-        r = _loss_grad(prob.loss, F, prob.Y)
-        g = -prob.sign * ((self.Dt * r.T[:, None, :]) @ prob.Ut)[:, None]
-        M = float(_dual_bound(prob, g, self.Dt, gamma).max())
-        primal, dual = _gap(prob, W, F, M)
-        return primal, (primal - dual) / max(primal, 1e-300)
 
-    def update_multipliers(self):
-        """``gamma <- (gamma - rho K w)_+``; returns the new prediction data."""
-        F, G = self.prob.predict(self.W, self.Dt)
-        self.gamma = (self.gamma - self.rho * self.S * G).clamp(min=0)
-        return F, G
+def _same(s1, s2):
+    """Whether two structures (support, rows, masks) are equal."""
+    if s1 is None or s2 is None:
+        return False
+    return all(a.shape == b.shape and bool(torch.equal(a, b)) for a, b in zip(s1, s2))
+
+
+def _newton(wset, W, struct):
+    """Damped Newton on the faces ``struct`` (support and active rows).
+
+    Every non-zero block ``b`` is written ``w_b = N_b x_b`` with ``N_b`` an
+    orthonormal basis of the null space of its active rows; the objective is
+    then smooth in ``x`` away from ``x_b = 0``; blocks that Newton drives to
+    zero are removed. Returns the new blocks, projected exactly onto their
+    cones (None when nothing is left or the system is too large) and the
+    steps used.
+    """
+    prob = wset.prob
+    supp, Rs, Vs = struct
+    k = prob.Ut.shape[1]
+    C = W.shape[0]
+    m = wset.m
+    dev = prob.device
+    f64 = dict(device=dev, dtype=torch.float64)
+    supp_np = supp.cpu().numpy()
+    Rs_np, Vs_np = Rs.cpu().numpy(), Vs.cpu().numpy()
+    bases, cols_blk = [], []
+    for j, b in enumerate(supp_np):
+        R = Rs_np[j][Vs_np[j]]
+        if len(R):
+            pat = int(wset.ws[b % m])
+            A = (prob.S_np[R, pat, None] * prob.Ut_np[R]).T
+            U_, sv, _ = np.linalg.svd(A, full_matrices=True)
+            rank = int((sv > 1e-10 * sv[0]).sum())
+            N = U_[:, rank:]
+        else:
+            N = np.eye(k)
+        if N.shape[1] == 0:
+            return None, 0
+        bases.append(N)
+        cols_blk += [j] * N.shape[1]
+    T = len(cols_blk)
+    if T > _NEWTON_DIM_MAX:
+        return None, 0
+    Ncat = torch.as_tensor(np.hstack(bases), **f64)  # (k, T)
+    blk = torch.as_tensor(cols_blk, device=dev)
+    cs, i_ws = supp // m, supp % m
+    out_b, sign_b = cs // 2, 1.0 - 2.0 * (cs % 2).to(torch.float64)
+    out_col = out_b[blk]
+    Ut = prob.Ut.double()
+    Y = prob.Y.double()
+    # J[:, j]: the change of F[:, out_j] per unit of x_j.
+    J = (Ut @ Ncat) * (sign_b[blk] * wset.Dt.double()[i_ws[blk]].T)  # (n, T)
+    Wflat = W.reshape(-1, k).double()
+    x = (Ncat * Wflat[supp][blk].T).sum(0)  # N_b^T w_b
+    nb = len(supp_np)
+    beta = prob.beta
+    loss = prob.loss
+
+    def F_of(x):
+        return torch.zeros((J.shape[0], C), **f64).index_add_(1, out_col, J * x)
+
+    def bnorm(x):
+        return torch.zeros(nb, **f64).index_add_(0, blk, x * x).sqrt()
+
+    def obj(x):
+        return float(loss.torch_value(F_of(x), Y)) + beta * float(bnorm(x).sum())
+
+    f = obj(x)
+    scale0 = float(bnorm(x).max())
+    alive = torch.ones(T, dtype=torch.bool, device=dev)
+    it = 0
+    for it in range(1, _NEWTON_MAX + 1):
+        nr = bnorm(x)
+        # Blocks that Newton drives to zero leave the model (the penalty is
+        # not smooth there); the certificate judges the result.
+        dead = (nr <= 1e-7 * scale0)[blk] & alive
+        if bool(dead.any()):
+            alive &= ~dead
+            x = x * alive
+            f = obj(x)
+        ia = alive.nonzero()[:, 0]
+        if len(ia) == 0:
+            return None, it
+        F = F_of(x)
+        r = _loss_grad(loss, F, Y)  # (n, C)
+        Ja, oa, ba = J[:, ia], out_col[ia], blk[ia]
+        u = x[ia] / nr[ba]
+        grad = (Ja * r[:, oa]).sum(0) + beta * u
+        same = oa[:, None] == oa[None, :]
+        if isinstance(loss, SquaredLoss):
+            H = (Ja.T @ Ja) * same / C
+        elif isinstance(loss, BinaryLogLoss):
+            s = torch.sigmoid(Y * F)
+            H = Ja.T @ ((s * (1.0 - s))[:, oa] * Ja)
+        else:
+            p = torch.softmax(F, dim=1)
+            Jp = p[:, oa] * Ja
+            H = (Jp.T @ Ja) * same - Jp.T @ Jp
+        # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block.
+        same_blk = ba[:, None] == ba[None, :]
+        eye = torch.eye(len(ia), **f64)
+        H = H + beta * same_blk * (eye - u[:, None] * u[None, :]) / nr[ba][:, None]
+        H.diagonal().add_(1e-13 * float(H.diagonal().abs().max()))
+        Lc, info = torch.linalg.cholesky_ex(H)
+        if int(info) == 0:
+            da = -torch.cholesky_solve(grad[:, None], Lc)[:, 0]
+        else:
+            da = -torch.linalg.lstsq(H, grad[:, None]).solution[:, 0]
+        dec = -float(grad @ da)
+        if not dec > 1e-15 * max(abs(f), 1e-300):
+            break
+        d = torch.zeros_like(x)
+        d[ia] = da
+        # A block that the full step would send through zero is where the
+        # smooth model is wrong: it leaves (zero is its likely optimum).
+        cross = torch.zeros(nb, **f64).index_add_(0, blk, x * (x + d)) <= 0
+        if bool(cross.any()):
+            alive &= ~cross[blk]
+            x = x * alive
+            f = obj(x)
+            continue
+        step = 1.0
+        while step > 1e-10:
+            f_new = obj(x + step * d)
+            if f_new <= f - 1e-4 * step * dec:
+                break
+            step *= 0.5
+        else:
+            break
+        x = x + step * d
+        f = f_new
+    if not bool(alive.any()):
+        return None, it
+    Ws = torch.zeros((nb, k), **f64).index_add_(0, blk, (Ncat * x).T)
+    W_new = torch.zeros_like(Wflat)
+    W_new[supp] = Ws
+    W_new = W_new.to(prob.dtype)
+    # The faces may be wrong: every block goes to its cone (cheap for the
+    # nearly feasible blocks of a right guess).
+    W_new[supp], _ = wset.faces.project_exact(wset.gidx[supp], W_new[supp], wset.faces.steps)
+    return W_new.view_as(W), it
 
 
 def _cleanup(program, Wp, Wn):
@@ -443,6 +839,42 @@ def _cleanup(program, Wp, Wn):
     return Wp, Wn
 
 
+
+def _full_check(prob, faces, W_full, wset, tol):
+    """Duality gap of the whole program and the bound of every block.
+
+    The working-set blocks keep the exact bounds of the last restricted
+    check (same point); the others are bounded by :meth:`_Faces.dual_norms`,
+    which evaluates exact values only while a certificate is within reach.
+    Returns the objective, the certified relative gap, an estimate of the
+    gap (at the largest exact value, for inner targets) and the bounds, of
+    shape (C, 2, P).
+    """
+    C, _, P, k = W_full.shape
+    F = prob.predict(W_full, prob.Dt)
+    g = prob.grad_blocks(_loss_grad(prob.loss, F, prob.Y), prob.Dt).neg_()
+    primal = prob.objective(W_full, F)
+
+    def gap_of(M):
+        return (primal - prob.dual_value(F, M)) / max(primal, 1e-300)
+
+    gidx = torch.arange(2 * C * P, device=prob.device)
+    exclude = fixed = None
+    if wset is not None and wset.last_bound is not None:
+        exclude = torch.zeros(2 * C * P, dtype=torch.bool, device=prob.device)
+        exclude[wset.gidx] = True
+        fixed = torch.zeros(2 * C * P, dtype=W_full.dtype, device=prob.device)
+        fixed[wset.gidx] = wset.last_bound
+    bound, known = faces.dual_norms(
+        gidx, g.reshape(-1, k), exclude=exclude, fixed=fixed, gap_of=gap_of,
+        tol=tol, min_exact=_EST_EXACT,
+    )
+    M = float(bound.max()) if bound.numel() else 0.0
+    # The gap at the largest exact value is what the point would certify if
+    # every other bound were tight: the estimate that sets inner targets.
+    return primal, gap_of(M), gap_of(known), bound.view(C, 2, P)
+
+
 def solve_torch(
     program,
     *,
@@ -453,7 +885,7 @@ def solve_torch(
     dtype=None,
     verbose=False,
 ):
-    r"""Solve program (C) by an augmented Lagrangian on a working set.
+    r"""Solve program (C) by accelerated proximal gradient on a working set.
 
     Minimises
 
@@ -474,8 +906,9 @@ def solve_torch(
         Warm start ``(Wp, Wn)``, each of shape ``(n_outputs, P0, k)`` with
         ``P0 <= n_patterns``: the first ``P0`` patterns of the program (as
         when column generation appends patterns); the others start at zero.
+        Blocks outside their cones are projected onto them.
     max_iter : int, default=10000
-        Maximum number of FISTA iterations, summed over all inner solves.
+        Maximum number of FISTA iterations plus Newton steps.
     tol : float, default=1e-6
         Tolerance of the stopping rule: the relative duality gap
         ``(P - D) / P`` and the relative cone violation
@@ -489,24 +922,23 @@ def solve_torch(
     dtype : torch.dtype, default=None
         ``torch.float64`` (default) or ``torch.float32``.
     verbose : bool, default=False
-        Show a progress bar over the FISTA iterations with the objective,
-        the cone violation and the relative duality gap.
+        Show a progress bar over the iterations with the objective and the
+        relative duality gap.
 
     Returns
     -------
     result : SolverResult
         Blocks as float64 arrays, feasible to round-off after the final
         projection step; ``objective`` is ``program.objective`` at them and
-        ``converged`` says whether the relative duality gap at the returned
-        point is at most ``tol``.
+        ``converged`` says whether the relative duality gap was certified
+        at most ``tol``.
     """
     device = _resolve_device(device)
     dtype = torch.float64 if dtype is None else dtype
     if dtype not in (torch.float64, torch.float32):
         raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}.")
     prob = _Problem(program, device, dtype)
-    C, P, k, n = program.n_outputs, program.n_patterns, program.k, program.n_samples
-    beta = prob.beta
+    C, P, k = program.n_outputs, program.n_patterns, program.k
 
     W_full = torch.zeros((C, 2, P, k), device=device, dtype=dtype)
     if W0 is not None:
@@ -521,16 +953,15 @@ def solve_torch(
                 f"W0 has {Wp0.shape[1]} patterns, more than the program's {P}."
             )
         P0 = Wp0.shape[1]
+        Wp0, Wn0 = _cleanup(program.__class__(
+            program.Ut, program.D[:, :P0], program.Y, program.loss, program.beta
+        ), Wp0.copy(), Wn0.copy())
         W_full[:, 0, :P0] = torch.as_tensor(Wp0, device=device, dtype=dtype)
         W_full[:, 1, :P0] = torch.as_tensor(Wn0, device=device, dtype=dtype)
 
     # Single precision cannot certify gaps much below ~100 machine epsilons.
     eps_floor = 100 * float(torch.finfo(dtype).eps) if dtype == torch.float32 else 0.0
     tol_eff = max(tol, eps_floor)
-    # The cone violation is held tighter than the gap in single precision:
-    # the final float64 projection moves the objective by about the
-    # violation times the size of the blocks and of the gradient.
-    viol_tol = tol_eff if dtype == torch.float64 else 0.1 * tol_eff
 
     bar = None
     if verbose:
@@ -541,29 +972,16 @@ def solve_torch(
     n_iter = 0
     converged = False
     rel_gap = np.inf
-    viol = np.inf
-    gamma_full = None  # multipliers of the last working set, by pattern
-    ws = None
+    faces = _Faces(prob, C)
+    wset = None
     ws_size = min(P, _WS_START)
     message = ""
     while True:
         # ---- full check: scores of all patterns and the duality gap.
-        all_idx = torch.arange(P, device=device)
-        F, G = prob.predict(W_full, prob.Dt)
-        lam = -_loss_grad(prob.loss, F, prob.Y)
-        g = prob.sign * ((prob.Dt * lam.T[:, None, :]) @ prob.Ut)[:, None]  # (C,2,P,k)
-        mu0 = None
-        if gamma_full is not None:
-            mu0 = torch.zeros((C, 2, P, n), device=device, dtype=dtype)
-            mu0[:, :, ws] = gamma_full
-        bound = _dual_bound(prob, g, prob.Dt, mu0)
-        M = float(bound.max())
-        primal, dual = _gap(prob, W_full, F, M)
-        rel_gap = (primal - dual) / max(primal, 1e-300)
-        viol = _violation(W_full, G, prob.Dt)
+        primal, rel_gap, est_gap, bound = _full_check(prob, faces, W_full, wset, tol_eff)
         if bar is not None:
-            bar.set_postfix(obj=f"{primal:.6g}", viol=f"{viol:.1e}", gap=f"{rel_gap:.1e}")
-        if rel_gap <= tol_eff and viol <= viol_tol:
+            bar.set_postfix(obj=f"{primal:.6g}", gap=f"{rel_gap:.1e}")
+        if rel_gap <= tol_eff:
             converged = True
             break
         if n_iter >= max_iter:
@@ -573,66 +991,27 @@ def solve_torch(
         # ---- new working set: patterns with a non-zero block first, then
         # those whose dual constraint is the most violated.
         nz = (torch.linalg.vector_norm(W_full, dim=-1) > 0).any(dim=(0, 1))
-        score = bound.amax(dim=(0, 1)) / beta
-        if ws is not None:
+        score = bound.amax(dim=(0, 1)) / prob.beta
+        if wset is not None:
             # Keep the patterns already in the set when they still matter.
             keep = torch.zeros(P, dtype=torch.bool, device=device)
-            keep[ws] = True
+            keep[wset.ws] = True
             score = torch.where(keep & (score > 1), score + 1e6, score)
         score = torch.where(nz, torch.full_like(score, np.inf), score)
         n_nz = int(nz.sum())
-        # The set doubles at every check (as in celer), and is never smaller
-        # than twice the patterns in use.
-        ws_size = min(P, max(_WS_START, 2 * n_nz, 2 * ws_size if ws is not None else 0))
+        # Twice the patterns in use (the per-iteration cost grows with the
+        # set, and the certificate adds the violators round after round).
+        ws_size = min(P, max(_WS_START, 2 * n_nz, 2 * ws_size if wset is not None else 0))
         size = max(1, min(ws_size, int((score > 1).sum())))
-        new_ws = torch.sort(torch.topk(score, size).indices).values
+        ws = torch.sort(torch.topk(score, size).indices).values
+        wset = _WorkingSet(prob, faces, ws, W_full[:, :, ws].clone(), C)
 
-        # Multipliers carry over for patterns that stay in the set.
-        gamma = torch.zeros((C, 2, len(new_ws), n), device=device, dtype=dtype)
-        if gamma_full is not None:
-            pos = torch.full((P,), -1, dtype=torch.long, device=device)
-            pos[ws] = torch.arange(len(ws), device=device)
-            old = pos[new_ws]
-            has = old >= 0
-            gamma[:, :, has] = gamma_full[:, :, old[has]]
-        ws = new_ws
-        al = _RestrictedAL(prob, ws, W_full[:, :, ws].clone(), gamma, _RHO0)
-
-        # ---- restricted solve: augmented Lagrangian iterations, each
-        # followed by an attempt to polish on the faces it identifies.
-        eps_in = 1e-2
-        prev_viol = np.inf
-        target = max(0.3 * rel_gap, 0.5 * tol_eff)
-        while n_iter < max_iter:
-            al.W, used = al.fista(al.W, min(_INNER_CAP, max_iter - n_iter), eps_in)
-            n_iter += used
-            if bar is not None:
-                bar.update(used)
-            F, G = al.update_multipliers()
-            v = _violation(al.W, G, al.Dt)
-            p_w, gap_w = al.certificate(al.W, F, al.gamma)
-            if gap_w <= target and v <= viol_tol:
-                break
-            if v <= _POLISH_FROM and n_iter < max_iter:
-                Wq, gq, Fq, Gq, used = al.polish(max_iter - n_iter, 1e-3 * tol_eff)
-                n_iter += used
-                if bar is not None:
-                    bar.update(used)
-                vq = _violation(Wq, Gq, al.Dt)
-                pq, gap_q = al.certificate(Wq, Fq, gq)
-                if gap_q <= target and vq <= viol_tol:
-                    al.W, al.gamma = Wq, gq
-                    break
-            if bar is not None:
-                bar.set_postfix(obj=f"{p_w:.6g}", viol=f"{v:.1e}", gap=f"{gap_w:.1e}")
-            if v > 0.25 * prev_viol and v > viol_tol:
-                # Too slow a decrease of the violation: stiffen the penalty.
-                al.rho *= 2.0
-                al.L = 1.05 * prob.Lf * al.A2 + al.rho
-            prev_viol = v
-            eps_in = max(0.1 * eps_in, 1e-3 * tol_eff)
-        W_full[:, :, ws] = al.W
-        gamma_full = al.gamma
+        # ---- restricted solve, to a fraction of the current gap.
+        target = max(0.3 * est_gap, 0.5 * tol_eff)
+        used, _ = wset.fista(max_iter - n_iter, target, bar)
+        n_iter += used
+        W_full.zero_()
+        W_full[:, :, ws] = wset.W
 
     if bar is not None:
         bar.close()
