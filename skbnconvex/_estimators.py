@@ -28,6 +28,7 @@ from ._patterns import enumerate_patterns, max_patterns, sample_patterns
 from ._program import ConvexProgram
 from ._recovery import active_blocks, network_to_torch, recover_network
 from ._solvers import solve_cvxpy
+from ._solvers._base import check_memory
 from ._whitening import whiten
 
 # The certificate enumerates every pattern (an exact oracle, which can
@@ -240,6 +241,7 @@ class _BaseConvexBNReLU(BaseEstimator):
 
     def _solve(self, program, W0=None):
         self.solver_ = self._resolve_solver(program)
+        check_memory(program, self.solver_)
         if self.solver_ == "cvxpy":
             return solve_cvxpy(
                 program,
@@ -284,6 +286,21 @@ class _BaseConvexBNReLU(BaseEstimator):
             return None, None
         return D, (Wp, Wn)
 
+    def _fit_all_or_nothing(self, X, Y):
+        """Fit, or leave the estimator unfitted if anything interrupts it.
+
+        A fit stopped half-way (an error, or KeyboardInterrupt during a
+        long solve) must not leave a mix of old and new fitted attributes.
+        """
+        try:
+            return self._fit_coded(X, Y)
+        except BaseException:
+            for name in list(vars(self)):
+                fitted = name.endswith("_") and not name.startswith("__")
+                if fitted or name in ("_network", "_solution", "_convex_objective"):
+                    delattr(self, name)
+            raise
+
     def _fit_coded(self, X, Y):
         """Fit on validated ``X`` and targets ``Y`` coded for the loss.
 
@@ -303,7 +320,14 @@ class _BaseConvexBNReLU(BaseEstimator):
         mode = "exact" if exact else "search"
 
         certificate, self.n_rounds_ = None, 1
-        if loss.name == "squared_error" and is_square(Ut):
+        lam0 = -loss.gradient(np.zeros_like(Y), Y)
+        if beta >= np.linalg.norm(lam0, axis=0).max():
+            # |lam_c^T relu(Ut z)| <= ||lam_c|| for ||z|| <= 1: the zero
+            # network is dual feasible, hence optimal; no solve needed.
+            D = np.zeros((n, 0), dtype=bool)
+            Wp = Wn = np.zeros((Y.shape[1], 0, Ut.shape[1]))
+            self.solver_, self.n_iter_, converged, message = "none", 0, True, ""
+        elif loss.name == "squared_error" and is_square(Ut):
             # rank(Xc) = n - 1: the optimum is known in closed form.
             closed = closed_form_solution(Ut, Y, beta)
             D, Wp, Wn = closed.D, closed.Wp, closed.Wn
@@ -545,7 +569,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         self.n_outputs_ = Y.shape[1]
         self._y_1d = y.ndim == 1
-        return self._fit_coded(X, Y)
+        return self._fit_all_or_nothing(X, Y)
 
     def predict(self, X):
         """Predict with the fitted network (BN with training statistics).
@@ -689,6 +713,13 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         X, y = validate_data(
             self, X, y, dtype=np.float64, ensure_min_samples=2
         )
+        if y.dtype == object:
+            kinds = {isinstance(label, str) for label in y}
+            if len(kinds) > 1:
+                raise ValueError(
+                    "Mix of label input types (string and number) in y: "
+                    "convert the labels to one type, e.g. y.astype(str)."
+                )
         check_classification_targets(y)
         kind = type_of_target(y)
         if kind not in ("binary", "multiclass"):
@@ -708,7 +739,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             Y = (2.0 * idx - 1.0).reshape(-1, 1)
         else:
             Y = np.eye(n_classes)[idx]
-        return self._fit_coded(X, Y)
+        return self._fit_all_or_nothing(X, Y)
 
     def decision_function(self, X):
         """Network output: one score (binary) or one per class.

@@ -24,7 +24,9 @@ class Whitening:
     mean : ndarray of shape (n_features,)
         Column means ``xbar`` of the training data.
     components : ndarray of shape (n_features, rank)
-        Right singular vectors ``V`` kept by the rank cut.
+        Maps centred data to ``U S``: ``(X - mean) @ components = U S``. It
+        is ``diag(1/scale) V`` with ``V`` the right singular vectors of the
+        column-scaled centred data (see :func:`whiten`).
     singular_values : ndarray of shape (rank,)
         Singular values ``S`` kept by the rank cut.
     Ut : ndarray of shape (n_samples, rank + 1)
@@ -70,10 +72,16 @@ def whiten(X, rank_tol=None):
     n, d = X.shape
     mean = X.mean(axis=0)
     Xc = X - mean
-    U, S, Vt = np.linalg.svd(Xc, full_matrices=False)
+    # U depends only on the column span of Xc, which scaling the columns
+    # does not change. Scaling them to unit norm first makes the rank cut
+    # blind to feature units (features at 1e-8 next to 1e8 keep both
+    # directions), as the BN network itself is.
+    scale = np.linalg.norm(Xc, axis=0)
+    scale[scale == 0] = 1.0
+    U, S, Vt = np.linalg.svd(Xc / scale, full_matrices=False)
     if rank_tol is None:
         rank_tol = max(n, d) * np.finfo(np.float64).eps
     keep = S > rank_tol * S[0] if S.size and S[0] > 0 else np.zeros(S.shape, bool)
-    U, S, V = U[:, keep], S[keep], Vt[keep].T
+    U, S, V = U[:, keep], S[keep], Vt[keep].T / scale[:, None]
     Ut = np.hstack([U, np.full((n, 1), 1.0 / np.sqrt(n))])
     return Whitening(mean=mean, components=V, singular_values=S, Ut=Ut)

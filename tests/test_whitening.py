@@ -29,7 +29,8 @@ def test_batchnorm_output_is_whitened_data():
         bn.weight.fill_(gamma / np.sqrt(n))
         bn.bias.fill_(alpha / np.sqrt(n))
         out = bn(torch.as_tensor((X @ w)[:, None])).numpy().ravel()
-    p = W.singular_values * (W.components.T @ w)
+    # s: coordinates of the centred pre-activation in the basis U.
+    p = W.Ut[:, :-1].T @ ((X - X.mean(0)) @ w)
     z = np.append(gamma * p / np.linalg.norm(p), alpha)
     np.testing.assert_allclose(out, W.Ut @ z, atol=1e-10)
 

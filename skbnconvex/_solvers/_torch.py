@@ -84,10 +84,10 @@ from ._base import SolverResult
 _WS_START = 10
 # FISTA iterations between two checks of the restricted duality gap.
 _CHECK_EVERY = 10
-# Blocks per batch of exact dual-bound evaluations.
-_BATCH = 64
+# Blocks in the first batch of exact dual-bound evaluations (then doubling).
+_BATCH = 8
 # Projected-gradient steps refining the dual bounds before exact values.
-_DUAL_REFINE = 20
+_DUAL_REFINE = 12
 # Largest dual bounds evaluated exactly at a full check to estimate the gap.
 _EST_EXACT = 16
 # Blocks left to the host Lawson-Hanson when a batched projection is slow.
@@ -500,7 +500,8 @@ class _Faces:
                 break
             if start >= min_exact and gap_of is not None and gap_of(known) > tol:
                 break
-            size = min_exact if start < min_exact else _BATCH
+            # Small batches first: the largest values often settle the gap.
+            size = max(min_exact - start, _BATCH, start)
             batch = idx[start: start + size]
             _, ub = self.project_exact(
                 gidx[batch], g[batch], self.steps, stop_below=known
@@ -530,6 +531,11 @@ def _refine_bounds(prob, g, S, bound):
     best = torch.minimum(
         bound, torch.linalg.vector_norm((S * Kg.clamp(min=0)) @ Ut, dim=-1)
     )
+    # Only the blocks that the cheap bound leaves above beta are refined.
+    sel = (best > prob.beta).nonzero()[:, 0]
+    if len(sel) == 0:
+        return best
+    g, S, Kg = g[sel], S[sel], Kg[sel]
     mu = (-Kg).clamp(min=0)
     prev, t, z = mu, 1.0, mu
     for _ in range(_DUAL_REFINE):
@@ -539,7 +545,8 @@ def _refine_bounds(prob, g, S, bound):
         z = mu + ((t - 1.0) / t_new) * (mu - prev)
         prev, t = mu, t_new
     r = g + (S * mu) @ Ut
-    return torch.minimum(best, torch.linalg.vector_norm(r, dim=-1))
+    best[sel] = torch.minimum(best[sel], torch.linalg.vector_norm(r, dim=-1))
+    return best
 
 
 class _WorkingSet:
