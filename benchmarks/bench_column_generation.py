@@ -75,7 +75,10 @@ def part_a(solve, quick):
     print(header)
     print("-" * len(header))
     for name, loss, n, d, beta in cases:
-        for seed in (0, 1) if not quick else (0,):
+        # One logistic seed: on seed 1 Clarabel fails on the 2319-pattern
+        # exponential-cone reference and the SCS fallback takes minutes.
+        seeds = (0,) if quick or name == "logistic" else (0, 1)
+        for seed in seeds:
             X, Y = _synthetic(n, d, loss, seed)
             Ut = whiten(X).Ut
             D_all = enumerate_patterns(Ut)
