@@ -14,17 +14,23 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._certificate import optimality_certificate
 from ._closed_form import closed_form_solution, is_square
 from ._column_generation import column_generation
+from ._gradient import train_bn_relu_network
 from ._losses import get_loss
-from ._patterns import enumerate_patterns, max_patterns, sample_patterns
+from ._patterns import (
+    enumerate_patterns,
+    max_patterns,
+    sample_patterns,
+    unique_patterns,
+)
 from ._program import ConvexProgram
 from ._recovery import active_blocks, network_to_torch, recover_network
 from ._solvers import solve_cvxpy
@@ -34,6 +40,10 @@ from ._whitening import whiten
 # The certificate enumerates every pattern (an exact oracle, which can
 # certify) while their number is at most this; above, it searches.
 _EXACT_CERTIFICATE_MAX = 20_000
+
+# init="adam": full-batch Adam steps and learning rate of the warm-up run.
+_ADAM_INIT_STEPS = 1000
+_ADAM_INIT_LEARNING_RATE = 1e-2
 
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
@@ -94,6 +104,14 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         When the centred data have rank ``n_samples - 1`` and the loss is
         the squared error, the optimum is known in closed form and is used
         whatever this parameter says.
+    init : {"random", "adam"}, default="random"
+        Where the first patterns come from (``patterns="sample"`` or
+        ``"adaptive"``). ``"random"``: Gaussian directions. ``"adam"``: the
+        activation patterns of the non-convex network of width
+        ``n_patterns`` trained briefly (1000 full-batch Adam steps) by
+        gradient descent; the convex program then contains that network,
+        so the fit is at least as good, and at realistic rank these
+        patterns are far better than random ones.
     max_patterns : int, default=None
         With ``patterns="adaptive"``, the largest program allowed; None for
         no limit.
@@ -184,6 +202,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "n_patterns": [Interval(Integral, 1, None, closed="left")],
         "patterns": [StrOptions({"sample", "enumerate", "adaptive"})],
+        "init": [StrOptions({"random", "adam"})],
         "max_patterns": [Interval(Integral, 1, None, closed="left"), None],
         "max_rounds": [Interval(Integral, 1, None, closed="left")],
         "solver": [StrOptions({"auto", "cvxpy", "torch"})],
@@ -206,6 +225,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         loss,
         n_patterns=100,
         patterns="sample",
+        init="random",
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -221,6 +241,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.loss = loss
         self.n_patterns = n_patterns
         self.patterns = patterns
+        self.init = init
         self.max_patterns = max_patterns
         self.max_rounds = max_rounds
         self.solver = solver
@@ -231,6 +252,28 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
+
+    def _initial_patterns(self, X, Y, Ut, rng):
+        """``n_patterns`` patterns: sampled, or those of an Adam-trained net.
+
+        With ``init="adam"`` the non-convex network of width ``n_patterns``
+        is trained briefly by Adam and its neurons' activation patterns come
+        first: the convex program over them contains that network, so its
+        optimum is at most the network's objective. Sampled patterns fill
+        up any remaining room.
+        """
+        D = sample_patterns(Ut, self.n_patterns, rng)
+        if self.init == "random":
+            return D
+        C = Y.shape[1]
+        fit = train_bn_relu_network(
+            X, Y, loss=self.loss, alpha=self.alpha,
+            n_neurons=C * -(-self.n_patterns // C), n_inits=1,
+            n_steps=_ADAM_INIT_STEPS, learning_rate=_ADAM_INIT_LEARNING_RATE,
+            random_state=rng,
+        )
+        D_adam = unique_patterns(fit.activation_patterns(X))
+        return unique_patterns(np.hstack([D_adam, D]))[:, : max(self.n_patterns, D_adam.shape[1])]
 
     def _resolve_solver(self, program):
         """The solver ``"auto"`` stands for, given the program's size."""
@@ -334,6 +377,8 @@ class _BaseConvexBNReLU(BaseEstimator):
             self.solver_, self.n_iter_, converged, message = "closed_form", 0, True, ""
         elif self.patterns == "adaptive":
             D0, W0 = self._warm_start_point(n, Ut.shape[1])
+            if D0 is None:
+                D0 = self._initial_patterns(X, Y, Ut, rng)
             cg = column_generation(
                 Ut, Y, loss, beta, self._solve,
                 n_initial=self.n_patterns,
@@ -354,7 +399,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             D, W0 = self._warm_start_point(n, Ut.shape[1])
             if D is None:
                 D = (enumerate_patterns(Ut) if self.patterns == "enumerate"
-                     else sample_patterns(Ut, self.n_patterns, rng))
+                     else self._initial_patterns(X, Y, Ut, rng))
             program = ConvexProgram(Ut, D, Y, loss, beta)
             result = self._solve(program, W0)
             Wp, Wn = result.Wp, result.Wn
@@ -382,6 +427,8 @@ class _BaseConvexBNReLU(BaseEstimator):
         keep_p, keep_n = active_blocks(Wp, Wn, self._prune_tol, scale=np.linalg.norm(Y))
         Wp = np.where(keep_p[..., None], Wp, 0.0)
         Wn = np.where(keep_n[..., None], Wn, 0.0)
+        # Exactly feasible blocks: the network then reproduces the program.
+        Wp, Wn = program.project_to_cones(Wp, Wn)
         convex_value = program.objective(Wp, Wn)
         network = recover_network(whitening, Wp, Wn)
 
@@ -513,6 +560,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         loss="squared_error",
         n_patterns=100,
         patterns="sample",
+        init="random",
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -529,6 +577,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             loss=loss,
             n_patterns=n_patterns,
             patterns=patterns,
+            init=init,
             max_patterns=max_patterns,
             max_rounds=max_rounds,
             solver=solver,
@@ -666,6 +715,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         loss="log_loss",
         n_patterns=100,
         patterns="sample",
+        init="random",
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -682,6 +732,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             loss=loss,
             n_patterns=n_patterns,
             patterns=patterns,
+            init=init,
             max_patterns=max_patterns,
             max_rounds=max_rounds,
             solver=solver,

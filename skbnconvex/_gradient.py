@@ -41,6 +41,20 @@ class GradientFit:
     times: np.ndarray
     params: dict
 
+    def activation_patterns(self, X):
+        """Activation patterns of every neuron of every initialisation.
+
+        Returns the boolean matrix ``relu'(BN(X w_j)) > 0`` of shape
+        ``(n_samples, n_inits * n_neurons)``, BN with the training batch's
+        statistics: the patterns that the trained networks use, hence a set
+        of patterns on which the convex program contains these networks.
+        """
+        p = self.params
+        H = np.einsum("nd,rdm->rnm", X, p["hidden"])
+        Z = (H - p["mean"][:, None, :]) / np.sqrt(p["var"][:, None, :])
+        Z = Z * p["weight"][:, None, :] + p["bias"][:, None, :]
+        return np.concatenate(list(Z >= 0), axis=1)
+
     def forward(self, X, init=None):
         """Eval-mode output of initialisation ``init`` (the best if None).
 

@@ -22,6 +22,7 @@ live in :mod:`skbnconvex._solvers`.
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import nnls
 
 
 @dataclass
@@ -101,3 +102,38 @@ class ConvexProgram:
             np.linalg.norm(Wn, axis=2).max(initial=0.0),
         )
         return worst / scale if scale > 0 else 0.0
+
+    def project_to_cones(self, Wp, Wn):
+        """Project every block exactly onto its cone (returns copies).
+
+        Solvers stop with small cone violations (an interior point is
+        feasible only to its tolerance); then ``relu(Ut w)`` and
+        ``D_i Ut w`` differ and the network would not reproduce the program.
+        The projection onto ``{z : K z >= 0}``, ``K = (2 D_i - I) Ut``, is
+        ``w + K_J^T mu`` with ``mu >= 0`` minimising ``||w + K_J^T mu||``
+        (non-negative least squares on the rows ``J``); ``J`` starts from
+        the violated and nearly tight rows and grows until no row is
+        violated, so only a few rows enter the small NNLS problem.
+        """
+        S = np.where(self.D, 1.0, -1.0)
+        out = []
+        for W in (Wp, Wn):
+            W = np.array(W, dtype=np.float64, copy=True)
+            norms = np.linalg.norm(W, axis=2)
+            for c, i in zip(*np.nonzero(norms)):
+                K = S[:, i, None] * self.Ut
+                w = W[c, i]
+                u = K @ w
+                if u.min() >= 0:
+                    continue
+                rows = u < 1e-6 * norms[c, i]
+                for _ in range(self.n_samples):
+                    mu, _ = nnls(K[rows].T, -w, maxiter=50 * self.k)
+                    z = w + K[rows].T @ mu
+                    violated = (K @ z < 0) & ~rows
+                    if not violated.any():
+                        break
+                    rows |= violated
+                W[c, i] = z
+            out.append(W)
+        return tuple(out)

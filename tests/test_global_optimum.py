@@ -86,3 +86,30 @@ def test_certificate_of_the_estimators(loss, seed):
     if loss == "squared_error":
         # Clarabel is accurate enough on the quadratic program to prove it.
         assert ref.certified_ and adaptive.certified_
+
+
+@pytest.mark.parametrize("patterns", ["sample", "adaptive"])
+def test_adam_initial_patterns_contain_the_adam_network(monkeypatch, patterns):
+    # The convex program over the warm-up network's activation patterns
+    # contains that network, so the convex fit is at least as good as it
+    # (objective of the warm-up network as computed by its torch training).
+    from skbnconvex import _estimators
+
+    trained = []
+
+    def recording(*args, **kwargs):
+        fit = train_bn_relu_network(*args, **kwargs)
+        trained.append(fit)
+        return fit
+
+    monkeypatch.setattr(_estimators, "train_bn_relu_network", recording)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 6))
+    y = np.sin(X @ rng.standard_normal(6)) + 0.1 * rng.standard_normal(60)
+    est = ConvexBNReLURegressor(alpha=0.5, n_patterns=12, init="adam",
+                                patterns=patterns, max_rounds=3,
+                                random_state=0).fit(X, y)
+    assert len(trained) == 1
+    assert est.objective_ <= trained[0].objectives.min() * (1 + 1e-7)
+    random = ConvexBNReLURegressor(alpha=0.5, n_patterns=12, random_state=0).fit(X, y)
+    assert est.objective_ < random.objective_
