@@ -20,6 +20,8 @@ Objectives are those of the estimators: the value of program (C) divided by
 """
 
 import argparse
+import os
+import pathlib
 import time
 import warnings
 
@@ -33,7 +35,12 @@ from skbnconvex._program import ConvexProgram
 from skbnconvex._recovery import active_blocks
 from skbnconvex._whitening import whiten
 
-DATA = "/work/shared/data"
+# The repository's checkout sits beside shared/ (the benchmark datasets);
+# SKBNCONVEX_DATA overrides it.
+DATA = os.environ.get(
+    "SKBNCONVEX_DATA",
+    str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"),
+)
 
 
 def _solver(name):
