@@ -8,14 +8,20 @@ weight-decay-regularised ReLU networks with batch normalisation
 # Authors: the skbnconvex developers
 # License: BSD 3 clause
 
+from ._cv import ConvexBNReLUClassifierCV, ConvexBNReLURegressorCV
 from ._estimators import ConvexBNReLUClassifier, ConvexBNReLURegressor
+from ._path import bn_relu_alpha_max, bn_relu_path
 from ._solvers import SolverError
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ConvexBNReLUClassifier",
+    "ConvexBNReLUClassifierCV",
     "ConvexBNReLURegressor",
+    "ConvexBNReLURegressorCV",
     "SolverError",
+    "bn_relu_alpha_max",
+    "bn_relu_path",
     "__version__",
 ]
