@@ -356,7 +356,8 @@ class ConvexBNReLURegressorCV(RegressorMixin, _BaseConvexBNReLUCV):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             Predictions.
         """
-        return self.best_estimator_.predict(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.predict(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -495,7 +496,8 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             Positive scores favour ``classes_[1]`` in the binary case.
         """
-        return self.best_estimator_.decision_function(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.decision_function(X)
 
     def predict(self, X):
         """Predict class labels with the refitted network.
@@ -510,7 +512,8 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         y : ndarray of shape (n_samples,)
             Predicted labels.
         """
-        return self.best_estimator_.predict(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.predict(X)
 
     @available_if(_has_proba)
     def predict_proba(self, X):
@@ -526,7 +529,8 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities of ``classes_``.
         """
-        return self.best_estimator_.predict_proba(self._validated(X))
+        X = self._validated(X)
+        return self.best_estimator_.predict_proba(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -36,8 +36,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array
 
 from ._certificate import optimality_certificate
-from ._estimators import ConvexBNReLURegressor
+from ._estimators import _EXACT_CERTIFICATE_MAX, ConvexBNReLURegressor
 from ._losses import get_loss
+from ._patterns import max_patterns
 from ._whitening import whiten
 
 
@@ -97,8 +98,9 @@ def bn_relu_alpha_max(X, y, *, estimator=None):
     Returns
     -------
     alpha_max : float
-        Exact when every activation pattern can be enumerated (small rank of
-        the centred data); otherwise the largest value found by the
+        Exact when the activation patterns are few enough to enumerate (at
+        most 20 000, as for the estimators' certificate: small rank of the
+        centred data); otherwise the largest value found by the
         certificate's search, a lower bound of the exact value. 0 when the
         zero network is optimal for every ``alpha`` (e.g. ``y == 0`` for the
         squared loss).
@@ -123,13 +125,16 @@ def bn_relu_alpha_max(X, y, *, estimator=None):
     Y = _coded_targets(estimator, y)
     n = X.shape[0]
     loss = get_loss(estimator.loss, Y.shape[1])
-    Ut = whiten(X).Ut
+    whitening = whiten(X)
     F = np.zeros_like(Y)
+    # Enumerate exactly when the estimators' own certificate would.
+    exact = max_patterns(n, whitening.rank) <= _EXACT_CERTIFICATE_MAX
     # beta = inf asks the oracle for the maximum itself (pure branch and
     # bound), not for the patterns that exceed a threshold.
     certificate = optimality_certificate(
-        Ut, F, Y, loss, np.inf,
+        whitening.Ut, F, Y, loss, np.inf,
         primal=loss.value(F, Y),
+        mode="exact" if exact else "search",
         n_violators=0,
         random_state=getattr(estimator, "random_state", None),
     )
