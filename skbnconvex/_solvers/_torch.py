@@ -19,50 +19,56 @@ Method
    of the unit ball of ``C`` is ``\|\Pi_C(\cdot)\|``, Moreau). So FISTA with
    adaptive restart (O'Donoghue and Candes, 2015) handles the constraints
    exactly, every iterate is feasible, and no multiplier or penalty
-   parameter has to converge. The step is ``1 / L`` with ``L`` the loss
-   curvature times ``\|A\|^2`` (power iteration on the working set).
+   parameter has to converge (the augmented Lagrangian that this replaces
+   needed a large penalty, hence tiny steps, because optimal blocks sit on
+   faces of their cones). The step ``1 / L`` follows the local curvature
+   by backtracking, capped by the loss curvature times ``\|A\|^2`` (power
+   iteration on the working set).
 
 2. **Warm-started exact cone projections.** ``\Pi_C(p) = p + K^T \mu`` with
    ``\mu = \arg\min_{\mu \ge 0} \|p + K^T \mu\|`` (``K`` has ``n`` rows and
-   ``k`` orthonormal columns). Every block remembers the rows that were
-   active (``\mu_j > 0``) at its last projection; the candidate
-   ``z = p - K_A^T (K_A K_A^T)^{-1} K_A p`` is the projection exactly when
-   its multipliers ``-(K_A K_A^T)^{-1} K_A p`` are non-negative and
-   ``K z \ge 0`` (the KKT conditions). These checks run batched over the
-   blocks (two matrix products); the blocks that fail get an exact
-   Lawson-Hanson solve of the dual problem, warm-started from their rows, on
-   the host in float64. Near convergence faces no longer change and a
-   projection costs a matrix-vector product.
+   ``k`` orthonormal columns). This non-negative least-squares problem is
+   solved by Lawson-Hanson, batched over the blocks (one small Cholesky
+   solve and one product with the data per step), warm-started from the
+   active rows of the block's previous projection: near convergence faces
+   stop changing and a projection is one step. The few blocks that need
+   many steps finish one by one on the host in float64. The norms of the
+   Lawson-Hanson iterates decrease, so a block can stop as soon as its norm
+   is below the prox threshold (it is then zero); before that, the
+   remembered multipliers bound ``\|\Pi_C(p)\|`` in ``O(k^2)`` and discard
+   most zero blocks without touching the ``n`` rows.
 
-3. **Newton on the identified faces.** Optimal blocks sit on faces of their
-   cones (often extreme rays). Once the support and the active rows of every
-   non-zero block stay the same between two checks, the program restricted
-   to them is smooth (a group lasso on subspaces, the blocks away from 0)
-   and is solved by a damped Newton method. Its solution is accepted only
-   when it is feasible and the duality gap below certifies it; otherwise
-   FISTA goes on from the better of the two points.
+3. **Newton on the identified faces.** At every check where the support or
+   the active rows of the non-zero blocks changed, the program restricted
+   to them (a group lasso on subspaces, smooth away from zero blocks) is
+   solved by a damped Newton method with a dense Hessian of the size of the
+   faces; blocks it drives through zero leave. Its point, projected onto
+   the cones, replaces the FISTA iterate when its objective is lower, and
+   the certificate below decides.
 
 4. **Working set over patterns** (as in the ``celer`` Lasso solver). The
-   optimum uses few blocks and ``\|A\|^2`` grows with the number of patterns,
-   so the solver runs on the patterns that carry a non-zero block plus the
-   most violating ones; a full check over all patterns computes the duality
-   gap and doubles the working set when it is not small enough.
+   optimum uses few blocks and every iteration costs ``O(n k m)`` for ``m``
+   patterns, so the solver runs on the patterns that carry a non-zero block
+   plus the most violating ones (twice the patterns in use); a full check
+   over all patterns computes the duality gap and rebuilds the set when the
+   gap is not small enough.
 
 Stopping rule (the certificate)
 -------------------------------
 With ``\lambda = -\nabla L(A w)`` and ``g_b = \pm U'^T D_i \lambda_c`` the
 dual constraint of a block is ``\|\Pi_{C_i}(g_b)\| \le \beta``. An upper
 bound ``M`` of ``\max_b \|\Pi_{C_i}(g_b)\|`` comes from
-``\|\Pi_C(g)\| \le \|g + K^T \mu\|`` for every ``\mu \ge 0``
-(``\mu = (-K g)_+``, refined by projected gradient) and from the exact
-projections above, evaluated lazily from the largest bound down. Then
-``\lambda \min(1, \beta / M)`` is dual feasible and its dual value ``D`` is a
-lower bound of the optimum. The solver stops when the relative duality gap
-``(P - D) / P \le tol`` at a point whose relative cone violation
-``\max_b \|(-K_i w_b)_+\|_\infty / \max_b \|w_b\|`` is at most ``tol``
-(FISTA iterates are feasible up to round-off). The expensive full check
-runs only after the working-set problem is solved to a fraction of the
-current gap; inside, the restricted gap is checked every few iterations.
+``\|\Pi_C(g)\| \le \|g + K^T \mu\|`` for every ``\mu \ge 0`` (remembered
+multipliers, ``\mu = (-K g)_+`` refined by projected gradient) and from
+exact projections, evaluated lazily from the largest bound down and only
+while a certificate is within reach. Then ``\lambda \min(1, \beta / M)``
+is dual feasible and its dual value ``D`` is a lower bound of the optimum.
+The solver stops when the relative duality gap ``(P - D) / P \le tol``;
+the iterates are in their cones up to round-off (relative violation about
+``1e-14`` in float64), so the violation condition of ``tol`` holds too.
+Inside a working set the restricted gap is checked every
+``_CHECK_EVERY`` iterations; the full check runs when the working-set
+problem is solved to a fraction of the estimated full gap.
 
 A final clean-up projects every non-zero block exactly onto its cone in
 float64, so that the returned point is feasible to round-off; the objective
