@@ -23,7 +23,7 @@ polyhedral cone ``K_D``. By Moreau's decomposition,
     \|P_{K_D}(g)\|_2 = \min_{\mu \ge 0} \|g + A^T \mu\|_2 ,
 
 a non-negative least-squares problem with ``k = rank + 1`` rows, solved
-exactly by :func:`scipy.optimize.nnls` (and again with ``-lam`` for the
+exactly by non-negative least squares (:mod:`skbnconvex._nnls`) (and again with ``-lam`` for the
 absolute value). The maximiser is ``(g + A^T mu) / ||g + A^T mu||`` and the
 rows with ``mu_j > 0`` are the hyperplanes it lies on.
 
@@ -55,9 +55,9 @@ needs the rows of ``Y - lam'`` on the simplex, which one global scale keeps.
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import nnls
 from sklearn.utils import check_random_state
 
+from ._nnls import nnls
 from ._patterns import enumerate_patterns, max_patterns, sample_patterns, unique_patterns
 
 # Largest pattern count for which the automatic mode enumerates (the default
@@ -163,10 +163,7 @@ def _cone_projection(Ut, d, g):
     is positive (the hyperplanes the maximiser lies on).
     """
     A = Ut * np.where(d, 1.0, -1.0)[:, None]
-    try:
-        mu, value = nnls(A.T, -g, maxiter=50 * A.shape[0])
-    except RuntimeError:  # pragma: no cover - nnls gave up; fall back to 0
-        return 0.0, np.zeros_like(g), np.zeros(d.shape, bool)
+    mu, value = nnls(A.T, -g)
     if value <= 0:
         return 0.0, np.zeros_like(g), mu > 0
     return float(value), (g + A.T @ mu) / value, mu > 0

@@ -22,7 +22,8 @@ live in :mod:`skbnconvex._solvers`.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
+
+from ._nnls import nnls
 
 
 @dataclass
@@ -128,7 +129,7 @@ class ConvexProgram:
                     continue
                 rows = u < 1e-6 * norms[c, i]
                 for _ in range(self.n_samples):
-                    mu, _ = nnls(K[rows].T, -w, maxiter=50 * self.k)
+                    mu, _ = nnls(K[rows].T, -w)
                     z = w + K[rows].T @ mu
                     violated = (K @ z < 0) & ~rows
                     if not violated.any():

@@ -81,7 +81,6 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 
 import numpy as np
 import torch
-from scipy.optimize import nnls
 
 from .._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
 from ._base import SolverResult
@@ -856,36 +855,8 @@ def _newton(wset, W, struct):
 
 
 def _cleanup(program, Wp, Wn):
-    """Project every non-zero block exactly onto its cone, in float64.
-
-    The projection onto ``{z : K z >= 0}`` is ``w + K_J^T mu`` with ``mu`` the
-    non-negative least-squares solution of ``min ||w + K_J^T mu||`` over the
-    rows ``J`` that matter; ``J`` starts with the violated and nearly active
-    rows and grows until no row is violated.
-    """
-    Ut = program.Ut
-    S = np.where(program.D, 1.0, -1.0)
-    for W in (Wp, Wn):
-        nrm = np.linalg.norm(W, axis=2)
-        for c, i in zip(*np.nonzero(nrm)):
-            w = W[c, i]
-            K = S[:, i, None] * Ut
-            u = K @ w
-            tol = 1e-12 * nrm[c, i]
-            if u.min() >= -tol:
-                continue
-            J = u < 1e-3 * nrm[c, i]
-            for _ in range(20):
-                mu, _ = nnls(K[J].T, -w, maxiter=50 * K.shape[1])
-                z = w + K[J].T @ mu
-                u = K @ z
-                viol = u < -1e-14 * max(np.linalg.norm(z), 1e-300)
-                if not viol.any():
-                    break
-                J |= viol
-            W[c, i] = z
-    return Wp, Wn
-
+    """Project every non-zero block exactly onto its cone, in float64."""
+    return program.project_to_cones(Wp, Wn)
 
 
 def _full_check(prob, faces, W_full, wset, tol):

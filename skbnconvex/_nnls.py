@@ -1,0 +1,56 @@
+"""Non-negative least squares that checks its answer.
+
+The cone projections of the package (the optimality certificate, the
+feasibility clean-up) reduce to ``min_{x >= 0} ||A x - b||``. SciPy's
+:func:`scipy.optimize.nnls` (1.17) returned a wrong minimiser on some of these
+small, degenerate problems (blocks lying on a face of their cone, where many
+rows are tight): its reported residual did not even match ``||A x - b||``.
+So every answer is checked against the optimality (KKT) conditions, and a
+wrong one is replaced by the bounded-variable least-squares solver of
+:func:`scipy.optimize.lsq_linear`, a different active-set implementation.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+import numpy as np
+from scipy.optimize import lsq_linear, nnls as _scipy_nnls
+
+
+def _is_optimal(A, b, x, rtol=1e-9):
+    """KKT conditions of NNLS: x >= 0, g = A^T (A x - b) >= 0, x * g = 0."""
+    r = A @ x - b
+    g = A.T @ r
+    scale = rtol * (np.linalg.norm(A) * np.linalg.norm(b) + 1e-300)
+    return bool(
+        np.all(x >= 0)
+        and np.all(g >= -scale)
+        and np.all(np.abs(x * g) <= scale * (1 + np.abs(x)))
+    )
+
+
+def nnls(A, b):
+    """Solve ``min ||A x - b||`` over ``x >= 0``, verified.
+
+    Parameters
+    ----------
+    A : ndarray of shape (m, p)
+    b : ndarray of shape (m,)
+
+    Returns
+    -------
+    x : ndarray of shape (p,)
+    residual : float
+        ``||A x - b||``, recomputed from ``x``.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    try:
+        x, _ = _scipy_nnls(A, b, maxiter=50 * max(A.shape))
+    except RuntimeError:
+        x = None
+    if x is None or not _is_optimal(A, b, x):
+        x = lsq_linear(A, b, bounds=(0.0, np.inf), method="bvls",
+                       tol=1e-14).x
+        x = np.maximum(x, 0.0)
+    return x, float(np.linalg.norm(A @ x - b))
