@@ -51,8 +51,9 @@ print(f"largest optimality gap on the path: {gaps.max():.1e}")
 # Along the path
 # --------------
 # The objective decreases as ``alpha`` does; the width grows from zero at
-# ``alpha_max``; the test score peaks at a moderate ``alpha`` and falls as
-# the network starts to fit the noise. Bottom right: three networks of the
+# ``alpha_max``; the test score rises steeply, then levels off while the
+# training score keeps climbing: the extra neurons fit the noise (the wiggles
+# of the narrowest ``alpha`` below). Bottom right: three networks of the
 # path.
 best = int(np.argmax(test_r2))
 fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=False)
