@@ -8,6 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
+from scipy.stats import rankdata
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -138,12 +139,16 @@ class _BaseConvexBNReLUCV(BaseEstimator):
 
     def _fit_cv(self, X, y, classifier):
         estimator = self._base_estimator()
-        self.alphas_ = _check_alphas(X, y, estimator, self.alphas, self.n_alphas, self.eps)
+        self.alphas_ = _check_alphas(
+            X, y, estimator, self.alphas, self.n_alphas, self.eps
+        )
         cv = check_cv(self.cv, y, classifier=classifier)
         folds = list(cv.split(X, y))
         self.n_splits_ = len(folds)
         results = Parallel(n_jobs=self.n_jobs, verbose=self.verbose)(
-            delayed(_fold_path)(estimator, X, y, train, test, self.alphas_, self.scoring)
+            delayed(_fold_path)(
+                estimator, X, y, train, test, self.alphas_, self.scoring
+            )
             for train, test in folds
         )
         self.score_path_ = np.column_stack([r[0] for r in results])
@@ -156,17 +161,15 @@ class _BaseConvexBNReLUCV(BaseEstimator):
         self.best_index_ = int(np.argmax(mean))
         self.best_score_ = float(mean[self.best_index_])
         self.alpha_ = float(self.alphas_[self.best_index_])
-        order = np.argsort(-mean, kind="stable")
-        rank = np.empty(mean.shape[0], dtype=np.int32)
-        rank[order] = np.arange(1, mean.shape[0] + 1)
         # Equal means share the best rank, as in GridSearchCV.
-        for i in range(1, order.shape[0]):
-            if mean[order[i]] == mean[order[i - 1]]:
-                rank[order[i]] = rank[order[i - 1]]
+        rank = rankdata(-mean, method="min").astype(np.int32)
         self.cv_results_ = {
             "param_alpha": self.alphas_.copy(),
             "params": [{"alpha": float(alpha)} for alpha in self.alphas_],
-            **{f"split{k}_test_score": self.score_path_[:, k] for k in range(len(folds))},
+            **{
+                f"split{k}_test_score": self.score_path_[:, k]
+                for k in range(len(folds))
+            },
             "mean_test_score": mean,
             "std_test_score": self.score_path_.std(axis=1),
             "rank_test_score": rank,

@@ -156,7 +156,9 @@ def _check_alphas(X, y, estimator, alphas, n_alphas, eps):
         return _alpha_grid(X, y, estimator, n_alphas, eps)
     alphas = np.asarray(alphas, dtype=np.float64).ravel()
     if alphas.size == 0 or not np.all(alphas > 0):
-        raise ValueError(f"alphas must be a non-empty list of positive floats, got {alphas}.")
+        raise ValueError(
+            f"alphas must be a non-empty list of positive floats, got {alphas}."
+        )
     # Decreasing, so that each fit is warm-started from a sparser network.
     return np.sort(alphas)[::-1]
 

@@ -46,7 +46,9 @@ ALPHA_MAX_CASES = [
     (ConvexBNReLUClassifier(patterns="enumerate", solver="torch"), y_binary),
     (ConvexBNReLUClassifier(patterns="enumerate", solver="torch"), y_multi),
     (
-        ConvexBNReLUClassifier(patterns="enumerate", solver="torch", loss="squared_error"),
+        ConvexBNReLUClassifier(
+            patterns="enumerate", solver="torch", loss="squared_error"
+        ),
         y_multi,
     ),
 ]
