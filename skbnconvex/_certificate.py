@@ -203,8 +203,12 @@ class _Scorer:
     search can add candidates in stages.
     """
 
-    def __init__(self, Ut, lam, beta, n_keep):
+    def __init__(self, Ut, lam, beta, n_keep, max_checks=None):
         self.Ut, self.lam, self.beta = Ut, lam, beta
+        # A search needs good candidates, not all of them: a cap on the
+        # exact projections (taken in order of their upper bounds) bounds
+        # its cost when the bounds are loose, far from the optimum.
+        self.max_checks = np.inf if max_checks is None else max_checks
         self.C = lam.shape[1]
         self.n_keep = n_keep
         self.best = np.zeros(self.C)
@@ -252,7 +256,7 @@ class _Scorer:
                 # Needed for the exact maximum of output c, or for the list
                 # of the n_keep most violated patterns.
                 need = min(self.best[c], max(self.beta, self._kth_score()))
-                if bound <= need:
+                if bound <= need or self.n_checked >= self.max_checks:
                     break
                 g = G[c, p] if s == 0 else -G[c, p]
                 value, z, active = _cone_projection(self.Ut, D[:, p], g)
@@ -337,6 +341,7 @@ def optimality_certificate(
     n_starts=64,
     n_ascent=30,
     n_flip_rounds=5,
+    max_checks=1000,
     tol=1e-6,
     random_state=None,
 ):
@@ -385,6 +390,9 @@ def optimality_certificate(
         Ascent iterations per start.
     n_flip_rounds : int, default=5
         Rounds of moving the best cells across their active hyperplanes.
+    max_checks : int, default=1000
+        Search mode: most exact cone projections per call, spent on the
+        candidates with the largest upper bounds (exact mode has no cap).
     tol : float, default=1e-6
         ``certified`` needs exact mode and ``max M <= beta * (1 + tol)`` or
         ``gap <= tol``; violators need a score above ``beta * (1 + tol)``.
@@ -409,7 +417,8 @@ def optimality_certificate(
     if exact and all_patterns is None:
         all_patterns = enumerate_patterns(Ut, max_count=max(EXACT_MAX_PATTERNS, max_patterns(n, k - 1)) if mode == "exact" else EXACT_MAX_PATTERNS)
 
-    scorer = _Scorer(Ut, lam, beta, n_violators)
+    scorer = _Scorer(Ut, lam, beta, n_violators,
+                     max_checks=None if exact else max_checks)
     if patterns is not None and patterns.shape[1]:
         scorer.add(patterns)
     if exact:
