@@ -59,20 +59,22 @@ def test_empty_and_single_sample(Estimator, n, match):
         _fit(Estimator, X[:n], y[:n])
 
 
+@pytest.mark.parametrize("solver", ["auto", "torch"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_two_samples(Estimator):
+def test_two_samples(Estimator, solver):
     X = np.array([[0.0, 1.0], [1.0, 3.0]])
     y = np.array([0, 1])
-    est = _fit(Estimator, X, y, alpha=0.01)
+    est = _fit(Estimator, X, y, alpha=0.01, solver=solver)
     _assert_sane(est, X)
     np.testing.assert_array_equal(est.predict(X) > 0.5, [False, True])
 
 
+@pytest.mark.parametrize("solver", ["auto", "torch"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_constant_features_rank_zero(Estimator):
+def test_constant_features_rank_zero(Estimator, solver):
     X, y = _data(Estimator)
     X = np.ones_like(X) * [1.0, -2.0, 3.0]
-    est = _fit(Estimator, X, y)
+    est = _fit(Estimator, X, y, solver=solver)
     assert est.rank_ == 0
     _assert_sane(est, X)
     # Nothing to learn from X: one constant prediction.
@@ -98,25 +100,27 @@ def test_duplicate_collinear_and_rescaled_features_change_nothing(Estimator):
         _assert_sane(est, Xv)
 
 
+@pytest.mark.parametrize("solver", ["auto", "torch"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize("n, d", [(20, 1), (5, 50), (1000, 2)])
-def test_shapes(Estimator, n, d):
+def test_shapes(Estimator, n, d, solver):
     X, y = _data(Estimator, n=n, d=d)
-    est = _fit(Estimator, X, y)
+    est = _fit(Estimator, X, y, solver=solver)
     _assert_sane(est, X)
     assert est.rank_ == min(n - 1, d)
 
 
+@pytest.mark.parametrize("solver", ["auto", "torch"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
 @pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float32, object])
-def test_dtypes(Estimator, dtype):
+def test_dtypes(Estimator, dtype, solver):
     X, y = _data(Estimator)
     Xd = (X > 0) if dtype is np.bool_ else np.round(3 * X) if dtype is np.int64 else X
     Xd = Xd.astype(dtype)
-    est = _fit(Estimator, Xd, y)
+    est = _fit(Estimator, Xd, y, solver=solver)
     _assert_sane(est, Xd)
     # Same numbers in float64 give the same fit.
-    ref = _fit(Estimator, np.asarray(Xd, dtype=np.float64), y)
+    ref = _fit(Estimator, np.asarray(Xd, dtype=np.float64), y, solver=solver)
     np.testing.assert_allclose(est.objective_, ref.objective_, rtol=1e-6)
 
 
@@ -220,12 +224,13 @@ def test_huge_alpha_gives_zero_network_that_predicts(Estimator):
     _assert_sane(est, X)
 
 
+@pytest.mark.parametrize("solver", ["auto", "torch"])
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_tiny_alpha(Estimator):
+def test_tiny_alpha(Estimator, solver):
     X, y = _data(Estimator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = _fit(Estimator, X, y, alpha=1e-8)
+        est = _fit(Estimator, X, y, alpha=1e-8, solver=solver)
     _assert_sane(est, X)
     # Almost no regularisation: the training fit is good.
     assert est.score(X, y) > 0.8
