@@ -326,7 +326,9 @@ class _BaseConvexBNReLU(BaseEstimator):
         D, Wp, Wn = previous
         if D.shape[0] != n_samples or Wp.shape[0] != self._n_coded_outputs:
             return None, None
-        if Wp.shape[2] != k:
+        if Wp.shape[2] != k or D.shape[1] == 0:
+            # Another rank, or a screened zero network (no patterns kept):
+            # nothing to start from.
             return None, None
         return D, (Wp, Wn)
 

@@ -244,3 +244,16 @@ def test_torch_and_cvxpy_solvers_give_the_same_fit(Estimator, n, d, n_patterns):
         assert fit >= ref * (1 - 1e-2)
     for est in fits.values():
         assert est.objective_ == pytest.approx(est._convex_objective, rel=1e-9)
+
+
+def test_warm_start_after_the_zero_network():
+    # A path starting at alpha_max: the screened zero network keeps no
+    # patterns, and the next warm-started fit must start afresh.
+    X, y = _xy(ConvexBNReLURegressor, n=30)
+    reg = ConvexBNReLURegressor(alpha=1e6, warm_start=True, n_patterns=5,
+                                random_state=0).fit(X, y)
+    assert reg.n_neurons_ == 0
+    reg.set_params(alpha=0.1).fit(X, y)
+    cold = ConvexBNReLURegressor(alpha=0.1, n_patterns=5, random_state=0).fit(X, y)
+    assert reg.n_neurons_ > 0
+    assert reg.objective_ == pytest.approx(cold.objective_, rel=1e-6)
