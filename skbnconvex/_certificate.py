@@ -206,8 +206,10 @@ class _Scorer:
     def __init__(self, Ut, lam, beta, n_keep, max_checks=None):
         self.Ut, self.lam, self.beta = Ut, lam, beta
         # A search needs good candidates, not all of them: a cap on the
-        # exact projections (taken in order of their upper bounds) bounds
-        # its cost when the bounds are loose, far from the optimum.
+        # exact projections per stage of candidates (taken in order of their
+        # upper bounds) bounds its cost when the bounds are loose, far from
+        # the optimum, and leaves every stage (samples, ascent, flips) its
+        # share.
         self.max_checks = np.inf if max_checks is None else max_checks
         self.C = lam.shape[1]
         self.n_keep = n_keep
@@ -248,6 +250,7 @@ class _Scorer:
         self.D = np.hstack([self.D, D])
         self.pattern_score = np.concatenate([self.pattern_score, np.zeros(D.shape[1])])
         ub, G = _upper_bounds(self.Ut, D, self.lam)
+        checks_before = self.n_checked
         for c in range(self.C):
             order = np.argsort(-ub[c].ravel(), kind="stable")
             for flat in order:
@@ -256,7 +259,7 @@ class _Scorer:
                 # Needed for the exact maximum of output c, or for the list
                 # of the n_keep most violated patterns.
                 need = min(self.best[c], max(self.beta, self._kth_score()))
-                if bound <= need or self.n_checked >= self.max_checks:
+                if bound <= need or self.n_checked - checks_before >= self.max_checks:
                     break
                 g = G[c, p] if s == 0 else -G[c, p]
                 value, z, active = _cone_projection(self.Ut, D[:, p], g)
@@ -391,8 +394,9 @@ def optimality_certificate(
     n_flip_rounds : int, default=5
         Rounds of moving the best cells across their active hyperplanes.
     max_checks : int, default=1000
-        Search mode: most exact cone projections per call, spent on the
-        candidates with the largest upper bounds (exact mode has no cap).
+        Search mode: most exact cone projections per stage of candidates
+        (current patterns, samples, ascent, flips), spent on the candidates
+        with the largest upper bounds (exact mode has no cap).
     tol : float, default=1e-6
         ``certified`` needs exact mode and ``max M <= beta * (1 + tol)`` or
         ``gap <= tol``; violators need a score above ``beta * (1 + tol)``.
