@@ -174,11 +174,6 @@ def _iter_path(estimator, X, y, alphas, warm_start=True):
     if warm_start:
         est = clone(estimator).set_params(warm_start=True)
         for alpha in alphas:
-            if getattr(est, "n_patterns_", None) == 0:
-                # A zero network found by screening (alpha above alpha_max)
-                # keeps no patterns, so it cannot seed the next solve: start
-                # that one afresh.
-                est = clone(est)
             yield est.set_params(alpha=alpha).fit(X, y)
     else:
         for alpha in alphas:

@@ -854,11 +854,6 @@ def _newton(wset, W, struct):
     return W_new.view_as(W), it
 
 
-def _cleanup(program, Wp, Wn):
-    """Project every non-zero block exactly onto its cone, in float64."""
-    return program.project_to_cones(Wp, Wn)
-
-
 def _full_check(prob, faces, W_full, wset, tol):
     """Duality gap of the whole program and the bound of every block.
 
@@ -972,9 +967,9 @@ def solve_torch(
                 f"W0 has {Wp0.shape[1]} patterns, more than the program's {P}."
             )
         P0 = Wp0.shape[1]
-        Wp0, Wn0 = _cleanup(program.__class__(
+        Wp0, Wn0 = program.__class__(
             program.Ut, program.D[:, :P0], program.Y, program.loss, program.beta
-        ), Wp0.copy(), Wn0.copy())
+        ).project_to_cones(Wp0, Wn0)
         W_full[:, 0, :P0] = torch.as_tensor(Wp0, device=device, dtype=dtype)
         W_full[:, 1, :P0] = torch.as_tensor(Wn0, device=device, dtype=dtype)
 
@@ -1038,7 +1033,7 @@ def solve_torch(
     W_np = W_full.double().cpu().numpy()
     Wp = np.ascontiguousarray(W_np[:, 0])
     Wn = np.ascontiguousarray(W_np[:, 1])
-    Wp, Wn = _cleanup(program, Wp, Wn)
+    Wp, Wn = program.project_to_cones(Wp, Wn)
     objective = float(program.objective(Wp, Wn))
     if converged:
         message = f"Converged: relative duality gap {rel_gap:.2e} <= tol."
