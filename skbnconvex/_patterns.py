@@ -90,20 +90,68 @@ def sample_patterns(Ut, n_patterns, random_state=None, max_draws=None):
     return D[:, :n_patterns]
 
 
+def _cells(A, tol=1e-9):
+    """Sign patterns ``A g > 0`` of every full-dimensional cell, both signs.
+
+    ``A`` (m, k) has rank ``k`` and non-zero rows. Every cell of the central
+    arrangement of its rows is a pointed cone with an extreme ray ``t g0``,
+    ``g0`` orthogonal to ``k - 1`` independent rows. Near the ray, the rows
+    off it keep the sign of ``A g0`` (or of ``-A g0``), and the rows on it
+    (``|a_j^T g0|`` below ``tol ||a_j||``: at least the chosen ``k - 1``,
+    more when the data are degenerate, e.g. repeated samples) take the sign
+    patterns of the cells of their own arrangement in the ``k - 1``
+    dimensions orthogonal to ``g0``, found by recursion. In general position
+    the on-ray rows are exactly ``k - 1`` independent rows and all their
+    ``2^(k-1)`` sign patterns occur.
+    """
+    m, k = A.shape
+    if k == 1:
+        return np.column_stack([A[:, 0] > 0, A[:, 0] < 0])
+    norms = np.linalg.norm(A, axis=1)
+    all_signs = np.array(list(product([False, True], repeat=k - 1))).T
+    blocks, seen = [], set()
+    for rows in combinations(range(m), k - 1):
+        rows = list(rows)
+        # Null direction of the chosen rows: last right singular vector.
+        _, s, vt = np.linalg.svd(A[rows], full_matrices=True)
+        if s.size and s[-1] <= 1e-12 * s[0]:
+            continue  # dependent rows: not a vertex ray of the arrangement
+        g0 = vt[-1]
+        v = A @ g0
+        on = np.abs(v) <= tol * norms
+        key = np.packbits(on).tobytes()
+        if key in seen:
+            continue  # the same ray, reached from other rows on it
+        seen.add(key)
+        if on.sum() == k - 1:
+            sub = all_signs
+        else:
+            # Coordinates of the on-ray rows orthogonal to g0 (vt[:-1]
+            # spans that complement).
+            sub = _cells(A[on] @ vt[:-1].T, tol)
+        base = v > 0
+        for side in (base, ~base):
+            block = np.repeat(side[:, None], sub.shape[1], axis=1)
+            block[on] = sub
+            blocks.append(block)
+    return np.hstack(blocks)
+
+
 def enumerate_patterns(Ut, max_count=100_000):
     """List every non-empty activation pattern of the rows of ``Ut``.
 
-    Every cell of the central arrangement ``{g : sign(Ut g)}`` in ``R^k`` has
-    an edge on a line ``{t g0}`` where ``g0`` is orthogonal to ``k - 1`` rows.
-    For each such set of rows, the rows off the line take the sign of
-    ``Ut g0`` (or of ``-Ut g0``) and the ``k - 1`` rows on it take every
-    sign. This is exact for rows in general position (any ``k`` rows
-    independent, as for continuous data); for degenerate data some cells
-    may be missed, which :func:`sample_patterns` can complement.
+    The patterns are those of the cells of the central arrangement
+    ``{g : sign(Ut g)}`` in ``R^k``, found from the extreme rays of the
+    cells (see ``_cells``). Degenerate data (repeated samples, several
+    samples on one hyperplane) are handled exactly: the rows through a
+    common ray are resolved by recursion on their own arrangement. Patterns
+    of a cell boundary (a row with ``Ut g = 0`` is active) are those of an
+    adjacent cell, so cells are all there is to list.
 
     Parameters
     ----------
     Ut : ndarray of shape (n_samples, k)
+        Of rank ``k`` with non-zero rows, as the whitened data are.
     max_count : int, default=100_000
         Refuse (ValueError) when the bound on the count exceeds this.
 
@@ -123,19 +171,4 @@ def enumerate_patterns(Ut, max_count=100_000):
         )
     if k == 1:
         return np.ones((n, 1), dtype=bool)
-    blocks = []
-    signs = np.array(list(product([False, True], repeat=k - 1)))  # (2^(k-1), k-1)
-    for rows in combinations(range(n), k - 1):
-        rows = list(rows)
-        # Null direction of the chosen rows: last right singular vector.
-        _, s, vt = np.linalg.svd(Ut[rows], full_matrices=True)
-        if s.size and s[-1] <= 1e-12 * s[0]:
-            continue  # dependent rows: not a vertex ray of the arrangement
-        g0 = vt[-1]
-        base = Ut @ g0 >= 0
-        for side in (base, ~base):
-            block = np.repeat(side[:, None], signs.shape[0], axis=1)
-            block[rows] = signs.T
-            blocks.append(block)
-    D = unique_patterns(np.hstack(blocks))
-    return D
+    return unique_patterns(_cells(Ut))

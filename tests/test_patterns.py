@@ -2,6 +2,7 @@ from math import comb
 
 import numpy as np
 import pytest
+from scipy.optimize import linprog
 
 from skbnconvex._patterns import (
     enumerate_patterns,
@@ -71,3 +72,58 @@ def test_enumeration_refuses_unaffordable_counts():
     Ut = whiten(np.random.default_rng(0).standard_normal((200, 10))).Ut
     with pytest.raises(ValueError, match="Sample patterns instead"):
         enumerate_patterns(Ut)
+
+
+def _brute_force_patterns(Ut, n_dirs=200_000, seed=0):
+    """Patterns of many random directions: a subset of all cells, found
+    without the arrangement's geometry (cells of degenerate data are still
+    full-dimensional, so random directions hit each with positive
+    probability)."""
+    G = np.random.default_rng(seed).standard_normal((Ut.shape[1], n_dirs))
+    return unique_patterns(Ut @ G > 0)
+
+
+@pytest.mark.parametrize("kind", ["repeated", "grid", "collinear"])
+def test_enumeration_is_complete_on_degenerate_data(kind):
+    # Repeated samples and points sharing hyperplanes put more than k - 1
+    # rows through one ray; a cell missed there would make the exact
+    # certificate claim a global optimum that is not one.
+    rng = np.random.default_rng(3)
+    if kind == "repeated":
+        X = np.repeat(rng.standard_normal((12, 2)), rng.integers(1, 4, 12), axis=0)
+    elif kind == "grid":
+        X = np.array([[i, j] for i in range(5) for j in range(4)], dtype=float)
+    else:
+        t = rng.standard_normal(6)
+        X = np.vstack([np.column_stack([t, 2 * t + 1]), rng.standard_normal((6, 2))])
+    Ut = whiten(X).Ut
+    D = enumerate_patterns(Ut)
+    sampled = _brute_force_patterns(Ut)
+    assert _keys(sampled) <= _keys(D)
+    # And nothing spurious: the patterns the directions missed are cells
+    # too (thin ones), by a linear program: some g has every row strictly
+    # on its side.
+    found = _keys(sampled)
+    for col in D.T:
+        if col.tobytes() in found:
+            continue
+        signed = np.where(col, 1.0, -1.0)[:, None] * Ut
+        k = Ut.shape[1]
+        res = linprog(
+            np.r_[np.zeros(k), -1.0],
+            A_ub=np.hstack([-signed, np.ones((len(col), 1))]),
+            b_ub=np.zeros(len(col)),
+            bounds=[(-1, 1)] * k + [(None, 1)],
+        )
+        assert res.status == 0 and -res.fun > 1e-9
+
+
+def test_enumeration_of_repeated_samples_equals_that_of_unique_ones():
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((15, 2))
+    counts = rng.integers(1, 4, 15)
+    D_unique = enumerate_patterns(whiten(X).Ut)
+    D_repeated = enumerate_patterns(whiten(np.repeat(X, counts, axis=0)).Ut)
+    # Repeated rows share their activation; the patterns are the same cells
+    # (the whitening differs, the arrangement of the rows does not).
+    assert _keys(np.repeat(D_unique, counts, axis=0)) == _keys(D_repeated)
