@@ -294,6 +294,7 @@ class ConvexBNReLURegressorCV(RegressorMixin, _BaseConvexBNReLUCV):
         n_patterns=100,
         patterns="sample",
         init="random",
+        spectral_power=0.0,
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -314,6 +315,7 @@ class ConvexBNReLURegressorCV(RegressorMixin, _BaseConvexBNReLUCV):
         self.n_patterns = n_patterns
         self.patterns = patterns
         self.init = init
+        self.spectral_power = spectral_power
         self.max_patterns = max_patterns
         self.max_rounds = max_rounds
         self.solver = solver
@@ -433,6 +435,7 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         n_patterns=100,
         patterns="sample",
         init="random",
+        spectral_power=0.0,
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -453,6 +456,7 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         self.n_patterns = n_patterns
         self.patterns = patterns
         self.init = init
+        self.spectral_power = spectral_power
         self.max_patterns = max_patterns
         self.max_rounds = max_rounds
         self.solver = solver

@@ -18,13 +18,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._certificate import optimality_certificate
 from ._closed_form import closed_form_solution, is_square
 from ._column_generation import column_generation
 from ._gradient import train_bn_relu_network
-from ._losses import get_loss
+from ._losses import get_loss, program_targets
 from ._patterns import (
     enumerate_patterns,
     max_patterns,
@@ -112,6 +116,21 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         gradient descent; the convex program then contains that network,
         so the fit is at least as good, and at realistic rank these
         patterns are far better than random ones.
+    spectral_power : float, default=0.0
+        Encodes gradient descent's bias towards the directions of large
+        singular value of the data (Ergen et al., 2022, section on implicit
+        regularisation; the form is this package's, see the user guide).
+        The whitened data become ``[U diag((S / S_1) ** spectral_power),
+        1/sqrt(n)]``, with ``S`` the singular values of the centred data
+        after each feature is scaled to unit norm; equivalently each
+        neuron's BN weight ``g_j`` is penalised as ``rho_j^2 g_j^2`` with
+        ``rho_j = ||diag((S_1 / S) ** spectral_power) u_j|| >= 1``, ``u_j``
+        the neuron's unit direction in the principal-component coordinates
+        (attribute ``bn_weight_penalty_scale_``). The program stays convex
+        and exact for this network class and uses the same patterns.
+        0 (the default) is the exact BN network; 1 roughly a network
+        without BN whose weight decay also falls on the hidden weights.
+        Tune it with ``alpha`` by cross-validation.
     max_patterns : int, default=None
         With ``patterns="adaptive"``, the largest program allowed; None for
         no limit.
@@ -161,6 +180,9 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
         Biased variance of the training pre-activations.
     output_weights_ : ndarray of shape (`n_neurons_`, n_outputs)
         Read-out; each row has one non-zero entry (decoupled outputs).
+    bn_weight_penalty_scale_ : ndarray of shape (`n_neurons_`,)
+        ``rho_j``: the penalty of neuron ``j`` is ``(rho_j g_j)^2 + b_j^2 +
+        ||v_j||^2``. Ones unless ``spectral_power > 0``.
     n_neurons_ : int
         Number of neurons (non-zero blocks of the convex solution).
     objective_ : float
@@ -196,6 +218,42 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
 """
 
 
+def _check_weights(sample_weight, X):
+    """Validated non-negative weights, or None for equal weights.
+
+    Weights that are all one are the unweighted fit, computed as such (so
+    that they give bit-identical results).
+    """
+    if sample_weight is None:
+        return None
+    sample_weight = _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+    if np.count_nonzero(sample_weight) < 2:
+        raise ValueError(
+            "sample_weight must have at least two positive entries (BN needs "
+            f"a batch of two samples), got {np.count_nonzero(sample_weight)}."
+        )
+    return sample_weight
+
+
+def _drop_zero_weights(X, Y, sample_weight):
+    """Remove the samples of weight 0; None for weights that are all one.
+
+    Returns ``X, Y, sample_weight``. Weights that are all one (after the
+    zeros left) give exactly the unweighted computation, so fitting with
+    them, or without the zero-weight samples, is bit-identical.
+    """
+    if sample_weight is None:
+        return X, Y, None
+    keep = sample_weight > 0
+    if not keep.all():
+        X, Y, sample_weight = X[keep], Y[keep], sample_weight[keep]
+    if np.all(sample_weight == 1.0):
+        sample_weight = None
+    return X, Y, sample_weight
+
+
 class _BaseConvexBNReLU(BaseEstimator):
     """Shared fit of the convex BN-ReLU estimators."""
 
@@ -204,6 +262,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         "n_patterns": [Interval(Integral, 1, None, closed="left")],
         "patterns": [StrOptions({"sample", "enumerate", "adaptive"})],
         "init": [StrOptions({"random", "adam"})],
+        "spectral_power": [Interval(Real, 0, None, closed="left")],
         "max_patterns": [Interval(Integral, 1, None, closed="left"), None],
         "max_rounds": [Interval(Integral, 1, None, closed="left")],
         "solver": [StrOptions({"auto", "cvxpy", "torch"})],
@@ -227,6 +286,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         n_patterns=100,
         patterns="sample",
         init="random",
+        spectral_power=0.0,
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -243,6 +303,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.n_patterns = n_patterns
         self.patterns = patterns
         self.init = init
+        self.spectral_power = spectral_power
         self.max_patterns = max_patterns
         self.max_rounds = max_rounds
         self.solver = solver
@@ -254,7 +315,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _initial_patterns(self, X, Y, Ut, rng):
+    def _initial_patterns(self, X, Y, Ut, rng, sample_weight=None):
         """``n_patterns`` patterns: sampled, or those of an Adam-trained net.
 
         With ``init="adam"`` the non-convex network of width ``n_patterns``
@@ -271,7 +332,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             X, Y, loss=self.loss, alpha=self.alpha,
             n_neurons=C * -(-self.n_patterns // C), n_inits=1,
             n_steps=_ADAM_INIT_STEPS, learning_rate=_ADAM_INIT_LEARNING_RATE,
-            random_state=rng,
+            random_state=rng, sample_weight=sample_weight,
         )
         D_adam = unique_patterns(fit.activation_patterns(X))
         return unique_patterns(np.hstack([D_adam, D]))[:, : max(self.n_patterns, D_adam.shape[1])]
@@ -323,23 +384,27 @@ class _BaseConvexBNReLU(BaseEstimator):
         previous = getattr(self, "_solution", None)
         if not self.warm_start or previous is None:
             return None, None
-        D, Wp, Wn = previous
+        D, Wp, Wn, spectral_power = previous
         if D.shape[0] != n_samples or Wp.shape[0] != self._n_coded_outputs:
             return None, None
         if Wp.shape[2] != k or D.shape[1] == 0:
             # Another rank, or a screened zero network (no patterns kept):
             # nothing to start from.
             return None, None
+        if spectral_power != self.spectral_power:
+            # The blocks live in the coordinates of the old weighting (and
+            # need not lie in the new cones); the patterns are still valid.
+            return D, None
         return D, (Wp, Wn)
 
-    def _fit_all_or_nothing(self, X, Y):
+    def _fit_all_or_nothing(self, X, Y, sample_weight=None):
         """Fit, or leave the estimator unfitted if anything interrupts it.
 
         A fit stopped half-way (an error, or KeyboardInterrupt during a
         long solve) must not leave a mix of old and new fitted attributes.
         """
         try:
-            return self._fit_coded(X, Y)
+            return self._fit_coded(X, Y, sample_weight)
         except BaseException:
             for name in list(vars(self)):
                 fitted = name.endswith("_") and not name.startswith("__")
@@ -347,22 +412,39 @@ class _BaseConvexBNReLU(BaseEstimator):
                     delattr(self, name)
             raise
 
-    def _fit_coded(self, X, Y):
+    def _fit_coded(self, X, Y, sample_weight=None):
         """Fit on validated ``X`` and targets ``Y`` coded for the loss.
 
         Whiten, choose patterns and solve (C) (closed form, column
         generation, or one solve), prune numerically zero blocks, recover
         the network, certify it, and evaluate its objective by a forward
         pass.
+
+        With sample weights the fit is that on data where sample ``i`` is
+        repeated ``w_i`` times: samples of weight 0 are dropped (they take
+        no part in the BN statistics either) and the program runs on the
+        rows scaled by ``sqrt(w_i)`` (:func:`~skbnconvex._whitening.whiten`).
         """
-        n = X.shape[0]
-        loss = get_loss(self.loss, Y.shape[1])
-        whitening = whiten(X)
+        # Float32 data give a float32 network (and predictions); the solve
+        # stays in float64, where the solvers reach tol (the torch solver
+        # in float32 stalls above tol=1e-6; solver_options={"dtype":
+        # "float32"} asks for it anyway).
+        self._fit_dtype = X.dtype
+        X = X.astype(np.float64, copy=False)
+        X, Y, sample_weight = _drop_zero_weights(
+            X, Y, _check_weights(sample_weight, X)
+        )
+        whitening = whiten(X, sample_weight=sample_weight,
+                           spectral_power=self.spectral_power)
+        n = whitening.weight_sum
+        loss = get_loss(self.loss, Y.shape[1], sample_weight)
+        Y_coded, Y = Y, program_targets(loss, Y, sample_weight)
+        sqrt_w = np.ones((X.shape[0], 1)) if sample_weight is None else np.sqrt(sample_weight)[:, None]
         Ut = whitening.Ut
         beta = self.alpha / np.sqrt(n)
         self._n_coded_outputs = Y.shape[1]
         rng = check_random_state(self.random_state)
-        exact = max_patterns(n, whitening.rank) <= _EXACT_CERTIFICATE_MAX
+        exact = max_patterns(X.shape[0], whitening.rank) <= _EXACT_CERTIFICATE_MAX
         mode = "exact" if exact else "search"
 
         certificate, self.n_rounds_ = None, 1
@@ -370,7 +452,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         if beta >= np.linalg.norm(lam0, axis=0).max():
             # |lam_c^T relu(Ut z)| <= ||lam_c|| for ||z|| <= 1: the zero
             # network is dual feasible, hence optimal; no solve needed.
-            D = np.zeros((n, 0), dtype=bool)
+            D = np.zeros((X.shape[0], 0), dtype=bool)
             Wp = Wn = np.zeros((Y.shape[1], 0, Ut.shape[1]))
             self.solver_, self.n_iter_, converged, message = "none", 0, True, ""
         elif loss.name == "squared_error" and is_square(Ut):
@@ -379,9 +461,9 @@ class _BaseConvexBNReLU(BaseEstimator):
             D, Wp, Wn = closed.D, closed.Wp, closed.Wn
             self.solver_, self.n_iter_, converged, message = "closed_form", 0, True, ""
         elif self.patterns == "adaptive":
-            D0, W0 = self._warm_start_point(n, Ut.shape[1])
+            D0, W0 = self._warm_start_point(X.shape[0], Ut.shape[1])
             if D0 is None:
-                D0 = self._initial_patterns(X, Y, Ut, rng)
+                D0 = self._initial_patterns(X, Y_coded, Ut, rng, sample_weight)
             cg = column_generation(
                 Ut, Y, loss, beta, self._solve,
                 n_initial=self.n_patterns,
@@ -399,10 +481,10 @@ class _BaseConvexBNReLU(BaseEstimator):
             self.n_iter_ = result.n_iter
             converged, message = cg.converged, cg.message
         else:
-            D, W0 = self._warm_start_point(n, Ut.shape[1])
+            D, W0 = self._warm_start_point(X.shape[0], Ut.shape[1])
             if D is None:
                 D = (enumerate_patterns(Ut) if self.patterns == "enumerate"
-                     else self._initial_patterns(X, Y, Ut, rng))
+                     else self._initial_patterns(X, Y_coded, Ut, rng, sample_weight))
             program = ConvexProgram(Ut, D, Y, loss, beta)
             result = self._solve(program, W0)
             Wp, Wn = result.Wp, result.Wn
@@ -434,24 +516,30 @@ class _BaseConvexBNReLU(BaseEstimator):
         Wp, Wn = program.project_to_cones(Wp, Wn)
         convex_value = program.objective(Wp, Wn)
         network = recover_network(whitening, Wp, Wn)
+        # The objective of the recovered network by a plain forward pass on
+        # the training data: what the user gets, not what the solver says.
+        # (The loss objects take the outputs scaled by sqrt(w).)
+        F = network.forward(X)
+        objective = (loss.value(sqrt_w * F, Y) + 0.5 * self.alpha * network.penalty()) / n
+        if self._fit_dtype == np.float32:
+            network = network.astype(np.float32)
 
         self._network = network
         # Kept for warm starts: the patterns depend on the training data, so
-        # they are reused only when refitting on data of the same shape.
-        self._solution = (D, Wp, Wn)
+        # they are reused only when refitting on data of the same shape (and
+        # the blocks only with the same spectral weighting).
+        self._solution = (D, Wp, Wn, self.spectral_power)
         self.hidden_weights_ = network.hidden_weights
         self.bn_weight_ = network.bn_weight
         self.bn_bias_ = network.bn_bias
         self.bn_running_mean_ = network.bn_running_mean
         self.bn_running_var_ = network.bn_running_var
         self.output_weights_ = network.output_weights
+        self.bn_weight_penalty_scale_ = network.weight_penalty_scale
         self.n_neurons_ = network.n_neurons
         self.n_patterns_ = D.shape[1]
         self.rank_ = whitening.rank
-        # The objective of the recovered network by a plain forward pass on
-        # the training data: what the user gets, not what the solver says.
-        F = network.forward(X)
-        self.objective_ = (loss.value(F, Y) + 0.5 * self.alpha * network.penalty()) / n
+        self.objective_ = objective
         self._convex_objective = convex_value / n
         self.lower_bound_ = certificate.lower_bound / n
         self.optimality_gap_ = max(
@@ -462,7 +550,7 @@ class _BaseConvexBNReLU(BaseEstimator):
 
     def _forward(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         return self._network.forward(X)
 
     def to_torch(self, eps=1e-5, dtype=None):
@@ -564,6 +652,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         n_patterns=100,
         patterns="sample",
         init="random",
+        spectral_power=0.0,
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -581,6 +670,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             n_patterns=n_patterns,
             patterns=patterns,
             init=init,
+            spectral_power=spectral_power,
             max_patterns=max_patterns,
             max_rounds=max_rounds,
             solver=solver,
@@ -594,15 +684,22 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the network to its global optimum over the patterns.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data (dense; at least two samples).
+            Training data (dense; at least two samples). Float32 data give
+            a float32 network and float32 predictions (the solve itself is
+            in float64 unless ``solver_options`` asks otherwise).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights: the fit equals the fit on data where
+            sample ``i`` is repeated ``sample_weight[i]`` times (the loss,
+            the BN batch statistics and the ``1/n`` scaling are weighted),
+            for non-integer weights too. Samples of weight 0 are ignored.
 
         Returns
         -------
@@ -615,13 +712,13 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             y,
             multi_output=True,
             y_numeric=True,
-            dtype=np.float64,
+            dtype=(np.float64, np.float32),
             ensure_min_samples=2,
         )
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         self.n_outputs_ = Y.shape[1]
         self._y_1d = y.ndim == 1
-        return self._fit_all_or_nothing(X, Y)
+        return self._fit_all_or_nothing(X, Y.astype(np.float64), sample_weight)
 
     def predict(self, X):
         """Predict with the fitted network (BN with training statistics).
@@ -719,6 +816,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         n_patterns=100,
         patterns="sample",
         init="random",
+        spectral_power=0.0,
         max_patterns=None,
         max_rounds=30,
         solver="auto",
@@ -736,6 +834,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             n_patterns=n_patterns,
             patterns=patterns,
             init=init,
+            spectral_power=spectral_power,
             max_patterns=max_patterns,
             max_rounds=max_rounds,
             solver=solver,
@@ -749,15 +848,22 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         )
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the network to its global optimum over the patterns.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Training data (dense; at least two samples).
+            Training data (dense; at least two samples). Float32 data give
+            a float32 network and float32 predictions (the solve itself is
+            in float64 unless ``solver_options`` asks otherwise).
         y : array-like of shape (n_samples,)
             Class labels (at least two classes).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights: the fit equals the fit on data where
+            sample ``i`` is repeated ``sample_weight[i]`` times (the loss,
+            the BN batch statistics and the ``1/n`` scaling are weighted),
+            for non-integer weights too. Samples of weight 0 are ignored.
 
         Returns
         -------
@@ -765,7 +871,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             Fitted estimator.
         """
         X, y = validate_data(
-            self, X, y, dtype=np.float64, ensure_min_samples=2
+            self, X, y, dtype=(np.float64, np.float32), ensure_min_samples=2
         )
         if y.dtype == object:
             kinds = {isinstance(label, str) for label in y}
@@ -793,7 +899,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             Y = (2.0 * idx - 1.0).reshape(-1, 1)
         else:
             Y = np.eye(n_classes)[idx]
-        return self._fit_all_or_nothing(X, Y)
+        return self._fit_all_or_nothing(X, Y, sample_weight)
 
     def decision_function(self, X):
         """Network output: one score (binary) or one per class.

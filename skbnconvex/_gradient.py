@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._losses import get_loss
+from ._losses import get_loss, program_targets
 
 
 @dataclass
@@ -84,6 +84,7 @@ def train_bn_relu_network(
     record_every=50,
     random_state=None,
     dtype=None,
+    sample_weight=None,
 ):
     """Train the non-convex BN-ReLU network by full-batch gradient methods.
 
@@ -123,6 +124,10 @@ def train_bn_relu_network(
     random_state : int, RandomState instance or None, default=None
     dtype : torch.dtype, default=None
         ``torch.float64`` when None.
+    sample_weight : ndarray of shape (n_samples,), default=None
+        Positive sample weights: the loss, the ``1/n`` scaling (``n`` the
+        sum of the weights) and the BN batch statistics are weighted, as on
+        data where sample ``i`` is repeated ``w_i`` times.
 
     Returns
     -------
@@ -142,9 +147,15 @@ def train_bn_relu_network(
         raise ValueError(
             f"n_neurons={n_neurons} must be a multiple of n_outputs={C}."
         )
-    loss_obj = get_loss(loss, C)
+    loss_obj = get_loss(loss, C, sample_weight)
     Xt = torch.as_tensor(X, dtype=dtype)
-    Yt = torch.as_tensor(Y, dtype=dtype)
+    Yt = torch.as_tensor(program_targets(loss_obj, Y, sample_weight), dtype=dtype)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    n = float(w.sum())
+    # Weights of the batch statistics, and sqrt(w) that maps the network's
+    # outputs to the loss objects' scale (see skbnconvex._losses).
+    batch_w = torch.as_tensor(w / n, dtype=dtype)[None, :, None]
+    sqrt_w = torch.as_tensor(np.sqrt(w), dtype=dtype)[:, None]
     R, m = n_inits, n_neurons
 
     def init(*shape, scale):
@@ -163,12 +174,12 @@ def train_bn_relu_network(
 
     def objectives():
         H = torch.matmul(Xt, hidden)  # (R, n, m)
-        mean = H.mean(dim=1, keepdim=True)
-        var = ((H - mean) ** 2).mean(dim=1, keepdim=True)
+        mean = (batch_w * H).sum(dim=1, keepdim=True)
+        var = (batch_w * (H - mean) ** 2).sum(dim=1, keepdim=True)
         Z = (H - mean) / torch.sqrt(var + 1e-300)
         A = torch.relu(Z * weight[:, None, :] + bias[:, None, :])
         F = torch.matmul(A, output * mask)
-        values = torch.stack([loss_obj.torch_value(F[r], Yt) for r in range(R)])
+        values = torch.stack([loss_obj.torch_value(sqrt_w * F[r], Yt) for r in range(R)])
         pen = (weight**2).sum(1) + (bias**2).sum(1) + ((output * mask) ** 2).sum((1, 2))
         return (values + 0.5 * alpha * pen) / n
 
@@ -210,8 +221,8 @@ def train_bn_relu_network(
         record()
     with torch.no_grad():
         H = torch.matmul(Xt, hidden)
-        mean = H.mean(dim=1)
-        var = ((H - mean[:, None, :]) ** 2).mean(dim=1)
+        mean = (batch_w * H).sum(dim=1)
+        var = (batch_w * (H - mean[:, None, :]) ** 2).sum(dim=1)
         final = objectives().numpy()
         fitted = {
             "hidden": hidden.numpy().copy(),

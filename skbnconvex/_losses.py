@@ -13,6 +13,16 @@ certificate) and its cvxpy and torch expressions. Targets ``Y`` are always a
 2-D float array of shape ``(n_samples, n_outputs)`` coded by the estimator:
 real values for the squared loss, ``+-1`` in one column for the binary
 logistic loss, one-hot rows for the multinomial loss.
+
+*Sample weights.* The program with sample weights ``w`` works on the rows
+of the whitened data scaled by ``sqrt(w_i)`` (:func:`~skbnconvex._whitening.whiten`),
+so its outputs are ``F_i = sqrt(w_i) f_i``. The log losses then take
+``sample_weight`` and are ``L(F) = sum_i w_i l(F_i / sqrt(w_i))``: the
+weighted loss of the network's outputs ``f``. Their curvature in ``F`` is
+that of the unweighted loss (``w_i`` times ``1 / w_i``), so step sizes do not
+change. The squared loss needs no weights: ``sum_i w_i (f_i - y_i)^2 =
+||F - sqrt(w) y||^2``, so the targets are scaled instead
+(:func:`program_targets`).
 """
 
 # Authors: the skbnconvex developers
@@ -58,47 +68,110 @@ class SquaredLoss:
     def torch_value(self, F, Y):
         return 0.5 * ((F - Y) ** 2).sum() / Y.shape[1]
 
+    def torch_gradient(self, F, Y):
+        return (F - Y) / Y.shape[1]
 
-class BinaryLogLoss:
+
+class _WeightedLogLoss:
+    """Sample weights of a log loss, in the program's output scale."""
+
+    def __init__(self, sample_weight=None):
+        self.sample_weight = sample_weight
+        if sample_weight is None:
+            self._w = self._sqrt_w = None
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            self._w, self._sqrt_w = w[:, None], np.sqrt(w)[:, None]
+        self._torch_cache = {}
+
+    def _unscale(self, F):
+        """The network outputs ``f = F / sqrt(w)`` of program outputs ``F``."""
+        return F if self._sqrt_w is None else F / self._sqrt_w
+
+    def _weighted_sum(self, values):
+        return float(np.sum(values if self._w is None else self._w * values))
+
+    def _torch_weights(self, like):
+        """``(w, sqrt(w))`` as tensors of the device and dtype of ``like``."""
+        key = (like.device, like.dtype)
+        if key not in self._torch_cache:
+            import torch
+
+            self._torch_cache[key] = tuple(
+                torch.as_tensor(a, device=like.device, dtype=like.dtype)
+                for a in (self._w, self._sqrt_w)
+            )
+        return self._torch_cache[key]
+
+
+class BinaryLogLoss(_WeightedLogLoss):
     r"""Logistic loss for labels :math:`y \in \{-1, +1\}` (one output).
 
-    .. math:: L(f) = \sum_i \log(1 + e^{-y_i f_i})
+    .. math:: L(f) = \sum_i w_i \log(1 + e^{-y_i f_i / \sqrt{w_i}})
+
+    with ``w = 1`` unless ``sample_weight`` is given (see the module notes).
     """
 
     name = "log_loss"
     separable = True
 
     def value(self, F, Y):
-        return float(np.sum(np.logaddexp(0.0, -Y * F)))
+        return self._weighted_sum(np.logaddexp(0.0, -Y * self._unscale(F)))
 
     def gradient(self, F, Y):
-        return -Y * expit(-Y * F)
+        G = -Y * expit(-Y * self._unscale(F))
+        return G if self._sqrt_w is None else self._sqrt_w * G
 
     def dual(self, lam, Y):
-        # lam = y * u with u in [0, 1]; -L^*(-lam) = sum of binary entropies.
-        u = np.clip(Y * lam, 0.0, 1.0)
-        return float(-np.sum(xlogy(u, u) + xlogy(1.0 - u, 1.0 - u)))
+        # -L^*(-lam) = sum_i w_i (-l^*(-lam_i / sqrt(w_i))) and, for one
+        # sample, lam = y u with u in [0, 1] gives the binary entropy of u.
+        u = np.clip(Y * self._unscale(lam), 0.0, 1.0)
+        return -self._weighted_sum(xlogy(u, u) + xlogy(1.0 - u, 1.0 - u))
 
     def cvxpy_value(self, F, Y, n_outputs=None):
         import cvxpy as cp
 
-        return cp.sum(cp.logistic(-cp.multiply(Y, F)))
+        if self._w is None:
+            return cp.sum(cp.logistic(-cp.multiply(Y, F)))
+        return cp.sum(cp.multiply(self._w, cp.logistic(-cp.multiply(Y / self._sqrt_w, F))))
 
     def torch_value(self, F, Y):
         import torch
 
-        return torch.nn.functional.softplus(-Y * F).sum()
+        if self._w is None:
+            return torch.nn.functional.softplus(-Y * F).sum()
+        w, sqrt_w = self._torch_weights(F)
+        return (w * torch.nn.functional.softplus(-Y * F / sqrt_w)).sum()
+
+    def torch_gradient(self, F, Y):
+        import torch
+
+        if self._w is None:
+            return -Y * torch.sigmoid(-Y * F)
+        _, sqrt_w = self._torch_weights(F)
+        return -sqrt_w * Y * torch.sigmoid(-Y * F / sqrt_w)
+
+    def torch_curvature(self, F, Y):
+        """Second derivative of each sample's term in ``F``, shape of ``F``."""
+        import torch
+
+        if self._w is not None:
+            F = F / self._torch_weights(F)[1]
+        s = torch.sigmoid(Y * F)
+        return s * (1.0 - s)
 
     @staticmethod
     def proba(F):
         return expit(F)
 
 
-class MultinomialLogLoss:
+class MultinomialLogLoss(_WeightedLogLoss):
     r"""Softmax cross-entropy for one-hot targets.
 
-    .. math:: L(F) = \sum_i \Big(\log \sum_c e^{F_{ic}} - F_{i y_i}\Big)
+    .. math:: L(F) = \sum_i w_i \Big(\log \sum_c e^{F_{ic} / \sqrt{w_i}}
+              - F_{i y_i} / \sqrt{w_i}\Big)
 
+    with ``w = 1`` unless ``sample_weight`` is given (see the module notes).
     The outputs are coupled by the softmax, so the decoupled program is one
     joint (still convex) program over all outputs.
     """
@@ -107,36 +180,81 @@ class MultinomialLogLoss:
     separable = False
 
     def value(self, F, Y):
-        return float(np.sum(logsumexp(F, axis=1)) - np.sum(Y * F))
+        F = self._unscale(F)
+        return self._weighted_sum(logsumexp(F, axis=1, keepdims=True)) - self._weighted_sum(Y * F)
 
     def gradient(self, F, Y):
-        return softmax(F, axis=1) - Y
+        G = softmax(self._unscale(F), axis=1) - Y
+        return G if self._sqrt_w is None else self._sqrt_w * G
 
     def dual(self, lam, Y):
-        # Y - lam must be a probability vector per row; the value is the
-        # sum of its entropies.
-        p = np.clip(Y - lam, 0.0, 1.0)
-        return float(-np.sum(xlogy(p, p)))
+        # Y - lam / sqrt(w) must be a probability vector per row; the value
+        # is the weighted sum of its entropies.
+        p = np.clip(Y - self._unscale(lam), 0.0, 1.0)
+        return -self._weighted_sum(xlogy(p, p))
 
     def cvxpy_value(self, F, Y):
         import cvxpy as cp
 
-        return cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(Y, F))
+        if self._w is None:
+            return cp.sum(cp.log_sum_exp(F, axis=1)) - cp.sum(cp.multiply(Y, F))
+        C = Y.shape[1]
+        inv = np.repeat(1.0 / self._sqrt_w, C, axis=1)
+        G = cp.multiply(inv, F)
+        return (cp.sum(cp.multiply(self._w.ravel(), cp.log_sum_exp(G, axis=1)))
+                - cp.sum(cp.multiply(self._w * Y, G)))
 
     def torch_value(self, F, Y):
-        return -(Y * F.log_softmax(dim=1)).sum()
+        if self._w is None:
+            return -(Y * F.log_softmax(dim=1)).sum()
+        w, sqrt_w = self._torch_weights(F)
+        return -(w * Y * (F / sqrt_w).log_softmax(dim=1)).sum()
+
+    def torch_gradient(self, F, Y):
+        import torch
+
+        if self._w is None:
+            return torch.softmax(F, dim=1) - Y
+        _, sqrt_w = self._torch_weights(F)
+        return sqrt_w * (torch.softmax(F / sqrt_w, dim=1) - Y)
+
+    def torch_probabilities(self, F):
+        """Softmax of the network outputs, for the Hessian in ``F``."""
+        import torch
+
+        if self._w is not None:
+            F = F / self._torch_weights(F)[1]
+        return torch.softmax(F, dim=1)
 
     @staticmethod
     def proba(F):
         return np.exp(log_softmax(F, axis=1))
 
 
-def get_loss(name, n_outputs):
-    """Return the loss object for an estimator's ``loss`` and output count."""
+def program_targets(loss, Y, sample_weight=None):
+    """Targets of the program for ``loss`` with sample weights.
+
+    The squared loss of the program's outputs ``F = sqrt(w) f`` is
+    ``||F - sqrt(w) Y||^2 / (2C) = sum_i w_i ||f_i - Y_i||^2 / (2C)``: its
+    targets are scaled. The log losses carry the weights themselves.
+    """
+    if sample_weight is None or loss.name != "squared_error":
+        return Y
+    return np.sqrt(sample_weight)[:, None] * Y
+
+
+def get_loss(name, n_outputs, sample_weight=None):
+    """Return the loss object for an estimator's ``loss`` and output count.
+
+    ``sample_weight`` goes to the log losses; for the squared loss scale the
+    targets with :func:`program_targets`.
+    """
     if name == "squared_error":
         return SquaredLoss()
     if name == "log_loss":
-        return BinaryLogLoss() if n_outputs == 1 else MultinomialLogLoss()
+        if n_outputs == 1:
+            return BinaryLogLoss(sample_weight)
+        return MultinomialLogLoss(sample_weight)
     raise ValueError(
         f"Unknown loss {name!r}; use 'squared_error' or 'log_loss'."
     )

@@ -125,7 +125,7 @@ def bn_relu_alpha_max(X, y, *, estimator=None):
     Y = _coded_targets(estimator, y)
     n = X.shape[0]
     loss = get_loss(estimator.loss, Y.shape[1])
-    whitening = whiten(X)
+    whitening = whiten(X, spectral_power=getattr(estimator, "spectral_power", 0.0))
     F = np.zeros_like(Y)
     # Enumerate exactly when the estimators' own certificate would.
     exact = max_patterns(n, whitening.rank) <= _EXACT_CERTIFICATE_MAX

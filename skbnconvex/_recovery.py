@@ -7,6 +7,14 @@ PyTorch's BatchNorm1d convention (weight ``gamma/sqrt(n)``, bias
 the scale split between ``z`` and ``v`` that minimises the penalty is
 ``z = a n^{1/4} / sqrt(||a||)``, ``v = +-sqrt(||a||) / n^{1/4}``, and the
 neuron's penalty is then ``beta ||a||`` with ``beta = alpha_reg / sqrt(n)``.
+
+With sample weights ``n`` is their sum (the size of the equivalent repeated
+batch). With spectral weights ``lam = (S / S_1)^kappa`` the blocks live in
+the coordinates of ``[U diag(lam), 1/sqrt(n)]``: the neuron's whitened
+coefficients are ``[lam * z_U, z_0]`` and its penalty
+``rho^2 weight^2 + bias^2 + v^2`` weighs the BN weight by
+``rho = ||z_U|| / ||lam * z_U||``, large for directions of small singular
+value; ``rho = 1`` for the exact program.
 """
 
 # Authors: the skbnconvex developers
@@ -30,10 +38,25 @@ class BNReLUNetwork:
     bn_running_mean: np.ndarray  # (m,)
     bn_running_var: np.ndarray  # (m,)
     output_weights: np.ndarray  # (m, n_outputs)
+    # Factor of each BN weight in the penalty (``rho``; ones unless the
+    # program was spectrally weighted).
+    weight_penalty_scale: np.ndarray = None
+
+    def __post_init__(self):
+        if self.weight_penalty_scale is None:
+            self.weight_penalty_scale = np.ones_like(self.bn_weight)
 
     @property
     def n_neurons(self):
         return self.bn_weight.shape[0]
+
+    def astype(self, dtype):
+        """The same network with parameters of ``dtype``."""
+        return BNReLUNetwork(*(np.asarray(a, dtype=dtype) for a in (
+            self.hidden_weights, self.bn_weight, self.bn_bias,
+            self.bn_running_mean, self.bn_running_var, self.output_weights,
+            self.weight_penalty_scale,
+        )))
 
     def forward(self, X):
         """Network output on ``X``, shape ``(n_samples, n_outputs)``."""
@@ -43,9 +66,9 @@ class BNReLUNetwork:
         return A @ self.output_weights
 
     def penalty(self):
-        """``sum weight^2 + bias^2 + ||v||^2``, the weight-decay term."""
+        """``sum (rho weight)^2 + bias^2 + ||v||^2``, the weight-decay term."""
         return float(
-            np.sum(self.bn_weight**2)
+            np.sum((self.weight_penalty_scale * self.bn_weight) ** 2)
             + np.sum(self.bn_bias**2)
             + np.sum(self.output_weights**2)
         )
@@ -80,8 +103,9 @@ def recover_network(whitening, Wp, Wn):
     -------
     network : BNReLUNetwork
     """
-    n = whitening.n_samples
+    n = whitening.weight_sum
     r = whitening.rank
+    lam = whitening.spectral_weights
     V, S, mean = whitening.components, whitening.singular_values, whitening.mean
     d = mean.shape[0]
     C = Wp.shape[0]
@@ -93,13 +117,19 @@ def recover_network(whitening, Wp, Wn):
     hidden = np.zeros((d, m))
     weight, bias = np.zeros(m), np.zeros(m)
     running_mean, running_var = np.zeros(m), np.ones(m)
+    rho = np.ones(m)
     out = np.zeros((m, C))
     for j, (a, c, sign) in enumerate(neurons):
         norm_a = np.linalg.norm(a)
         t = n**0.25 / np.sqrt(norm_a)
+        # The scale split minimises the penalty in the program's
+        # coordinates; the network's whitened coefficients are lam * z.
         z = a * t
+        gamma_program = np.linalg.norm(z[:r])
+        z[:r] = z[:r] * lam
         gamma = np.linalg.norm(z[:r])
         if gamma > 0:
+            rho[j] = gamma_program / gamma
             w = V @ (z[:r] / gamma / S)
         elif r > 0:
             # A constant neuron (BN scale 0): any direction will do.
@@ -118,7 +148,7 @@ def recover_network(whitening, Wp, Wn):
         weight[j] = gamma / np.sqrt(n)
         bias[j] = z[r] / np.sqrt(n)
         out[j, c] = sign / t
-    return BNReLUNetwork(hidden, weight, bias, running_mean, running_var, out)
+    return BNReLUNetwork(hidden, weight, bias, running_mean, running_var, out, rho)
 
 
 def network_to_torch(network, eps=1e-5, dtype=None):

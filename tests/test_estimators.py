@@ -257,3 +257,37 @@ def test_warm_start_after_the_zero_network():
     cold = ConvexBNReLURegressor(alpha=0.1, n_patterns=5, random_state=0).fit(X, y)
     assert reg.n_neurons_ > 0
     assert reg.objective_ == pytest.approx(cold.objective_, rel=1e-6)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_float32_input_gives_a_float32_network(Estimator):
+    X, y = _xy(Estimator, n=30)
+    X32 = X.astype(np.float32)
+    est32 = Estimator(alpha=0.5, n_patterns=15, random_state=0).fit(X32, y)
+    est64 = Estimator(alpha=0.5, n_patterns=15, random_state=0).fit(
+        X32.astype(np.float64), y)
+    for name in ("hidden_weights_", "bn_weight_", "bn_bias_", "output_weights_"):
+        assert getattr(est32, name).dtype == np.float32
+        np.testing.assert_allclose(getattr(est32, name), getattr(est64, name),
+                                   rtol=1e-5, atol=1e-6)
+    out = est32.predict(X32) if Estimator is ConvexBNReLURegressor else (
+        est32.decision_function(X32))
+    assert out.dtype == np.float32
+    # The solve is the float64 one: same optimum, objective and certificate.
+    assert est32.objective_ == pytest.approx(est64.objective_, rel=1e-12)
+    assert est32.lower_bound_ == est64.lower_bound_
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_pickle_round_trip_and_refit_after_set_params(Estimator):
+    import pickle
+
+    X, y = _xy(Estimator, n=30)
+    est = Estimator(alpha=0.5, n_patterns=15, random_state=0).fit(X, y)
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(restored.predict(X), est.predict(X))
+    assert restored.score(X, y) == est.score(X, y)
+    restored.set_params(alpha=5.0).fit(X, y)
+    fresh = Estimator(alpha=5.0, n_patterns=15, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(restored.predict(X), fresh.predict(X))
+    assert restored.objective_ == fresh.objective_

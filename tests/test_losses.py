@@ -14,10 +14,19 @@ def _problem(loss, rng):
     return rng.standard_normal((n, 4)), np.eye(4)[rng.integers(0, 4, n)]
 
 
-LOSSES = [SquaredLoss(), BinaryLogLoss(), MultinomialLogLoss()]
+WEIGHTS = np.array([0.5, 2.0, 1.0, 3.0, 0.25, 1.5, 4.0])
+LOSSES = [
+    SquaredLoss(), BinaryLogLoss(), MultinomialLogLoss(),
+    BinaryLogLoss(WEIGHTS), MultinomialLogLoss(WEIGHTS),
+]
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: type(l).__name__)
+def _ids(loss):
+    weighted = getattr(loss, "sample_weight", None) is not None
+    return type(loss).__name__ + ("-weighted" if weighted else "")
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=_ids)
 def test_gradient_matches_finite_differences(loss):
     rng = np.random.default_rng(0)
     F, Y = _problem(loss, rng)
@@ -26,7 +35,7 @@ def test_gradient_matches_finite_differences(loss):
     np.testing.assert_allclose(loss.gradient(F, Y).ravel(), numeric, atol=1e-5)
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("loss", LOSSES, ids=_ids)
 def test_dual_is_the_fenchel_conjugate(loss):
     # Fenchel-Young: dual(lam) <= L(F) + <lam, F> for all F, with equality
     # at lam = -grad L(F). Checked at random points.
@@ -39,7 +48,7 @@ def test_dual_is_the_fenchel_conjugate(loss):
         assert loss.dual(lam, Y) <= loss.value(G, Y) + np.sum(lam * G) + 1e-12
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=lambda l: type(l).__name__)
+@pytest.mark.parametrize("loss", LOSSES, ids=_ids)
 def test_torch_and_cvxpy_values_agree(loss):
     import cvxpy as cp
     import torch
@@ -50,3 +59,29 @@ def test_torch_and_cvxpy_values_agree(loss):
     assert np.isclose(float(loss.torch_value(torch.tensor(F), torch.tensor(Y))),
                       expected)
     assert np.isclose(loss.cvxpy_value(cp.Constant(F), Y).value, expected)
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=_ids)
+def test_torch_gradient_matches_autograd(loss):
+    import torch
+
+    rng = np.random.default_rng(3)
+    F, Y = _problem(loss, rng)
+    Ft = torch.tensor(F, requires_grad=True)
+    loss.torch_value(Ft, torch.tensor(Y)).backward()
+    got = loss.torch_gradient(torch.tensor(F), torch.tensor(Y)).numpy()
+    np.testing.assert_allclose(got, Ft.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(loss.gradient(F, Y), got, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multinomial"])
+def test_weighted_log_loss_is_the_loss_of_repeated_samples(kind):
+    # With integer weights w and program outputs F = sqrt(w) f, the loss is
+    # the unweighted loss of the network outputs f on repeated samples.
+    rng = np.random.default_rng(4)
+    counts = np.array([1, 3, 2, 1, 4, 2, 1])
+    unweighted = BinaryLogLoss() if kind == "binary" else MultinomialLogLoss()
+    weighted = type(unweighted)(counts.astype(float))
+    f, Y = _problem(unweighted, rng)
+    expected = unweighted.value(np.repeat(f, counts, 0), np.repeat(Y, counts, 0))
+    assert np.isclose(weighted.value(np.sqrt(counts)[:, None] * f, Y), expected)

@@ -129,12 +129,8 @@ def _loss_curvature(loss, n_outputs):
 
 
 def _loss_grad(loss, F, Y):
-    """Gradient of the loss in ``F`` (closed forms of the three losses)."""
-    if isinstance(loss, SquaredLoss):
-        return (F - Y) / Y.shape[1]
-    if isinstance(loss, BinaryLogLoss):
-        return -Y * torch.sigmoid(-Y * F)
-    return torch.softmax(F, dim=1) - Y
+    """Gradient of the loss in ``F`` (closed forms, sample weights included)."""
+    return loss.torch_gradient(F, Y)
 
 
 def _lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
@@ -803,10 +799,11 @@ def _newton(wset, W, struct):
         if isinstance(loss, SquaredLoss):
             H = (Ja.T @ Ja) * same / C
         elif isinstance(loss, BinaryLogLoss):
-            s = torch.sigmoid(Y * F)
-            H = Ja.T @ ((s * (1.0 - s))[:, oa] * Ja)
+            H = Ja.T @ (loss.torch_curvature(F, Y)[:, oa] * Ja)
         else:
-            p = torch.softmax(F, dim=1)
+            # diag(p) - p p^T per sample, p the softmax of the network's
+            # outputs (sample weights cancel in the curvature).
+            p = loss.torch_probabilities(F)
             Jp = p[:, oa] * Ja
             H = (Jp.T @ Ja) * same - Jp.T @ Jp
         # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block.
