@@ -71,7 +71,10 @@ _OBJECTIVE_DOC = r"""
     the BN parameters and the read-out (BN makes the output invariant to
     the scale of the hidden weights, so they are not penalised). Every neuron
     feeds one output (decoupled outputs), which keeps the problem an exact
-    convex program.
+    convex program. With ``sample_weight`` the mean and ``1/n`` are
+    weighted (``n`` is the sum of the weights) and so are the BN batch
+    statistics; with ``spectral_power > 0`` the term ``g_j^2`` is weighted
+    by ``rho_j^2 >= 1`` (see ``spectral_power``).
 
     Ergen et al. (2022) show that this equals, up to the factor ``1/n``,
     the convex program on the whitened data ``U' = [U, 1/sqrt(n)]``

@@ -186,7 +186,7 @@ def test_cv_parameters_follow_the_estimators(CV, Base):
 # checks exercise the API, not the optimum.
 CV_ESTIMATORS = [
     ConvexBNReLURegressorCV(n_alphas=2, cv=2, n_patterns=5, random_state=0),
-    ConvexBNReLUClassifierCV(n_alphas=2, cv=2, n_patterns=5, random_state=0),
+    ConvexBNReLUClassifierCV(n_alphas=2, cv=2, n_patterns=10, random_state=0),
 ]
 
 

@@ -76,7 +76,7 @@ def test_recovered_network_is_the_convex_model(problem):
     assert forward == pytest.approx(est.objective_, rel=1e-8, abs=1e-12)
     assert est.objective_ == pytest.approx(est._convex_objective, rel=1e-8, abs=1e-12)
     # Predictions on the training data are the convex model's.
-    D, Wp, Wn = est._solution
+    D, Wp, Wn, _ = est._solution
     W = whiten(X)
     if D.shape[1]:
         program = ConvexProgram(W.Ut, D, Y, loss, alpha / np.sqrt(n))
