@@ -222,10 +222,9 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
 
 
 def _check_weights(sample_weight, X):
-    """Validated non-negative weights, or None for equal weights.
+    """Validated non-negative weights (None stays None).
 
-    Weights that are all one are the unweighted fit, computed as such (so
-    that they give bit-identical results).
+    At least two must be positive: BN needs a batch of two samples.
     """
     if sample_weight is None:
         return None
