@@ -63,14 +63,23 @@ _REFINE = 2
 
 
 def _cholesky(H):
-    """Cholesky factor of a batch of SPD matrices, with a diagonal shift
-    where round-off made one of them numerically indefinite."""
+    """Cholesky factor of a batch of SPD matrices.
+
+    Round-off can make a positive semi-definite system (a singular loss
+    Hessian on repeated samples) numerically indefinite: growing diagonal
+    shifts are tried, and ``torch.linalg.LinAlgError`` is raised if even
+    a shift of 1e-6 of the diagonal does not make it definite.
+    """
     L, info = torch.linalg.cholesky_ex(H)
-    if bool((info != 0).any()):
-        scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
-        eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
-        L = torch.linalg.cholesky(H + 1e-14 * scale[..., None] * eye)
-    return L
+    if not bool((info != 0).any()):
+        return L
+    scale = H.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    for shift in (1e-14, 1e-12, 1e-10, 1e-8, 1e-6):
+        L, info = torch.linalg.cholesky_ex(H + shift * scale[..., None] * eye)
+        if not bool((info != 0).any()):
+            return L
+    raise torch.linalg.LinAlgError("barrier Newton system is not positive definite")
 
 
 def cone_interior(Ut, signs):
@@ -330,7 +339,10 @@ def barrier_solve(Ut, Dt, Y, loss, beta, W0, Z, gap_abs, target_abs, max_iter):
     phi = bp.value(V, T, mu)
     steps = 0
     while steps < max_iter:
-        dV, dT, lam2, g = bp.newton_step(V, T, mu)
+        try:
+            dV, dT, lam2, g = bp.newton_step(V, T, mu)
+        except torch.linalg.LinAlgError:
+            break  # the current point is feasible; the caller judges it
         steps += 1
         if not np.isfinite(lam2) or lam2 < 0:
             break
