@@ -22,7 +22,10 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
+import skbnconvex._solvers._torch as torch_solver
 from skbnconvex import ConvexBNReLURegressor
+
+STALL_CHECKS = torch_solver._STALL_CHECKS
 
 DATA = pathlib.Path(os.environ.get(
     "SKBNCONVEX_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -44,7 +47,12 @@ def main():
     print(f"wine red, n={len(y)}, alpha={args.alpha}, 128 sampled patterns")
     print(f"{'solver':8} {'tol':>7} {'time_s':>8} {'n_iter':>7} {'objective':>11} "
           f"{'neurons':>7}  warning")
-    for solver, tol in (("torch", 1e-3), ("cvxpy", 1e-6)):
+    # "fista": the torch solver with its barrier method switched off (the
+    # solver before the barrier existed), for comparison in the same run.
+    for name, tol in (("torch", 1e-3), ("torch", 1e-6), ("fista", 1e-3),
+                      ("cvxpy", 1e-6)):
+        solver = "cvxpy" if name == "cvxpy" else "torch"
+        torch_solver._STALL_CHECKS = 10**9 if name == "fista" else STALL_CHECKS
         start = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -54,8 +62,9 @@ def main():
             ).fit(X, y)
         elapsed = time.perf_counter() - start
         note = str(caught[0].message)[:70] if caught else ""
-        print(f"{solver:8} {tol:7.0e} {elapsed:8.1f} {reg.n_iter_:7d} "
-              f"{reg.objective_:11.6f} {reg.n_neurons_:7d}  {note}")
+        print(f"{name:8} {tol:7.0e} {elapsed:8.1f} {reg.n_iter_:7d} "
+              f"{reg.objective_:11.7f} {reg.n_neurons_:7d}  {note}", flush=True)
+    torch_solver._STALL_CHECKS = STALL_CHECKS
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from .._losses import BinaryLogLoss, SquaredLoss
 # Factor of the barrier weight between two centrings.
 _MU_FACTOR = 10.0
 # Centring ends when the Newton decrement lambda^2 / (2 mu) is below this.
-_CENTRED = 1e-3
+_CENTRED = 1e-1
 # Armijo constant and backtracking factor of the line search.
 _ARMIJO = 0.25
 _BACKTRACK = 0.5
