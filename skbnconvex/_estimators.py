@@ -154,8 +154,8 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
     device : str or torch.device, default="cpu"
         Device of the torch solver, e.g. ``"cuda"``.
     max_iter : int, default=10000
-        Iteration cap of the solver (interior-point iterations for Clarabel,
-        first-order iterations for torch).
+        Iteration cap of the solver (interior-point iterations for Clarabel;
+        first-order iterations plus Newton steps for torch).
     tol : float, default=1e-6
         Relative duality-gap tolerance of the solver and of the optimality
         certificate. For Clarabel it sets ``tol_gap_rel``, ``tol_gap_abs``

@@ -1003,7 +1003,7 @@ def solve_torch(
     dtype=None,
     verbose=False,
 ):
-    r"""Solve program (C) by accelerated proximal gradient on a working set.
+    r"""Solve program (C) on working sets of patterns (FISTA, barrier method).
 
     Minimises
 
@@ -1014,6 +1014,8 @@ def solve_torch(
         \quad \text{s.t.} \quad (2D_i - I) U' a_{c,i} \ge 0,\;
         (2D_i - I) U' b_{c,i} \ge 0,
 
+    by accelerated proximal gradient on working sets of patterns, with a
+    log-barrier interior-point method on the working sets where it stalls;
     see the module docstring for the method.
 
     Parameters
@@ -1026,7 +1028,8 @@ def solve_torch(
         when column generation appends patterns); the others start at zero.
         Blocks outside their cones are projected onto them.
     max_iter : int, default=10000
-        Maximum number of FISTA iterations plus Newton steps.
+        Maximum number of FISTA iterations plus Newton steps (of the face
+        and barrier methods).
     tol : float, default=1e-6
         Tolerance of the stopping rule: the relative duality gap
         ``(P - D) / P`` and the relative cone violation
