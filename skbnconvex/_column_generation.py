@@ -105,6 +105,7 @@ def column_generation(
     *,
     n_initial=10,
     initial_patterns=None,
+    initial_blocks=None,
     max_patterns=None,
     max_rounds=30,
     patterns_per_round=5,
@@ -136,6 +137,11 @@ def column_generation(
         ``initial_patterns`` is given).
     initial_patterns : ndarray of bool, default=None
         Patterns of the first program.
+    initial_blocks : tuple of ndarray, default=None
+        Starting blocks ``(Wp, Wn)`` of the first solve, for the first
+        patterns of ``initial_patterns`` (a warm start or the blocks of an
+        Adam-trained network); ignored when the initial patterns had
+        duplicates or empty columns (their order would not match).
     max_patterns : int, default=None
         Budget on the number of patterns of a program; None for no limit.
     max_rounds : int, default=30
@@ -196,6 +202,12 @@ def column_generation(
     start = time.perf_counter()
     history = []
     W0 = None
+    if initial_blocks is not None and initial_patterns is not None:
+        # Blocks of the given patterns, in the order kept above (unique
+        # patterns keep their first occurrences; a budget cuts the end).
+        P0 = min(D.shape[1], initial_blocks[0].shape[1])
+        if np.array_equal(D[:, :P0], np.asarray(initial_patterns, bool)[:, :P0]):
+            W0 = tuple(np.asarray(w)[:, :P0] for w in initial_blocks)
     converged, message = False, ""
     for round_ in range(max_rounds):
         program = ConvexProgram(Ut, D, Y, loss, beta)

@@ -36,7 +36,12 @@ from ._patterns import (
     unique_patterns,
 )
 from ._program import ConvexProgram
-from ._recovery import active_blocks, network_to_torch, recover_network
+from ._recovery import (
+    active_blocks,
+    blocks_from_network,
+    network_to_torch,
+    recover_network,
+)
 from ._solvers import solve_cvxpy
 from ._solvers._base import check_memory
 from ._whitening import whiten
@@ -118,7 +123,9 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         ``n_patterns`` trained briefly (1000 full-batch Adam steps) by
         gradient descent; the convex program then contains that network,
         so the fit is at least as good, and at realistic rank these
-        patterns are far better than random ones.
+        patterns are far better than random ones. That network, written as
+        blocks of the program, is also the solver's starting point (torch
+        solver; cvxpy has no warm start).
     spectral_power : float, default=0.0
         Encodes gradient descent's bias towards the directions of large
         singular value of the data (Ergen et al., 2022, section on implicit
@@ -317,18 +324,20 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _initial_patterns(self, X, Y, Ut, rng, sample_weight=None):
-        """``n_patterns`` patterns: sampled, or those of an Adam-trained net.
+    def _initial_point(self, X, Y, Ut, rng, sample_weight=None):
+        """``n_patterns`` patterns, and the blocks of an Adam-trained net.
 
         With ``init="adam"`` the non-convex network of width ``n_patterns``
         is trained briefly by Adam and its neurons' activation patterns come
         first: the convex program over them contains that network, so its
-        optimum is at most the network's objective. Sampled patterns fill
-        up any remaining room.
+        optimum is at most the network's objective, and the network itself,
+        written as blocks of the program (:func:`blocks_from_network`), is
+        the solver's starting point. Sampled patterns fill up any remaining
+        room. With ``init="random"`` the blocks are None (start at zero).
         """
         D = sample_patterns(Ut, self.n_patterns, rng)
         if self.init == "random":
-            return D
+            return D, None
         C = Y.shape[1]
         fit = train_bn_relu_network(
             X, Y, loss=self.loss, alpha=self.alpha,
@@ -337,7 +346,12 @@ class _BaseConvexBNReLU(BaseEstimator):
             random_state=rng, sample_weight=sample_weight,
         )
         D_adam = unique_patterns(fit.activation_patterns(X))
-        return unique_patterns(np.hstack([D_adam, D]))[:, : max(self.n_patterns, D_adam.shape[1])]
+        D = unique_patterns(np.hstack([D_adam, D]))
+        D = D[:, : max(self.n_patterns, D_adam.shape[1])]
+        Z = fit.bn_outputs(X)
+        if sample_weight is not None:
+            Z = Z * np.sqrt(sample_weight)[:, None]
+        return D, blocks_from_network(Z, fit.params["output"][0], Ut, D)
 
     def _resolve_solver(self, program):
         """The solver ``"auto"`` stands for, given the program's size."""
@@ -465,11 +479,12 @@ class _BaseConvexBNReLU(BaseEstimator):
         elif self.patterns == "adaptive":
             D0, W0 = self._warm_start_point(X.shape[0], Ut.shape[1])
             if D0 is None:
-                D0 = self._initial_patterns(X, Y_coded, Ut, rng, sample_weight)
+                D0, W0 = self._initial_point(X, Y_coded, Ut, rng, sample_weight)
             cg = column_generation(
                 Ut, Y, loss, beta, self._solve,
                 n_initial=self.n_patterns,
                 initial_patterns=D0,
+                initial_blocks=W0,
                 max_patterns=self.max_patterns,
                 max_rounds=self.max_rounds,
                 tol=self.tol,
@@ -484,9 +499,10 @@ class _BaseConvexBNReLU(BaseEstimator):
             converged, message = cg.converged, cg.message
         else:
             D, W0 = self._warm_start_point(X.shape[0], Ut.shape[1])
-            if D is None:
-                D = (enumerate_patterns(Ut) if self.patterns == "enumerate"
-                     else self._initial_patterns(X, Y_coded, Ut, rng, sample_weight))
+            if D is None and self.patterns == "enumerate":
+                D = enumerate_patterns(Ut)
+            elif D is None:
+                D, W0 = self._initial_point(X, Y_coded, Ut, rng, sample_weight)
             program = ConvexProgram(Ut, D, Y, loss, beta)
             result = self._solve(program, W0)
             Wp, Wn = result.Wp, result.Wn

@@ -55,6 +55,14 @@ class GradientFit:
         Z = Z * p["weight"][:, None, :] + p["bias"][:, None, :]
         return np.concatenate(list(Z >= 0), axis=1)
 
+    def bn_outputs(self, X, init=None):
+        """BN outputs of the hidden neurons of initialisation ``init`` (the
+        best if None) on ``X``, with the training batch's statistics."""
+        r = int(np.argmin(self.objectives)) if init is None else init
+        p = {key: value[r] for key, value in self.params.items()}
+        Z = (X @ p["hidden"] - p["mean"]) / np.sqrt(p["var"])
+        return Z * p["weight"] + p["bias"]
+
     def forward(self, X, init=None):
         """Eval-mode output of initialisation ``init`` (the best if None).
 
@@ -62,10 +70,7 @@ class GradientFit:
         training in ``params["mean"]`` and ``params["var"]``.
         """
         r = int(np.argmin(self.objectives)) if init is None else init
-        p = {key: value[r] for key, value in self.params.items()}
-        H = X @ p["hidden"]
-        Z = (H - p["mean"]) / np.sqrt(p["var"]) * p["weight"] + p["bias"]
-        return np.maximum(Z, 0.0) @ p["output"]
+        return np.maximum(self.bn_outputs(X, r), 0.0) @ self.params["output"][r]
 
 
 def train_bn_relu_network(

@@ -190,3 +190,54 @@ def network_to_torch(network, eps=1e-5, dtype=None):
         model[1].running_var.copy_(as_tensor(var))
         model[3].weight.copy_(as_tensor(network.output_weights.T))
     return model.eval()
+
+
+def blocks_from_network(Z, output, Ut, D):
+    """Blocks of program (C) on patterns ``D`` that reproduce a BN-ReLU net.
+
+    The inverse direction of :func:`recover_network`, used to start the
+    solver from a network trained by gradient descent. Neuron ``j`` of the
+    network has BN outputs ``Z[:, j]`` on the training data; they lie in the
+    span of the centred data and the constant, i.e. ``Z[:, j] = Ut z_j``,
+    and ``relu(Z[:, j]) = D_i Ut z_j`` for its pattern ``D_i = 1[Z[:, j] >=
+    0]``, with ``z_j`` in the cone of ``D_i``. Its contribution to output
+    ``c`` is ``output[j, c] relu(Z[:, j])``: the block ``a_{c,i}`` (or
+    ``b_{c,i}`` when the weight is negative) receives ``|output[j, c]| z_j``.
+    Sums of such vectors stay in the cone, so neurons sharing a pattern
+    share its block.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_samples, n_neurons)
+        BN outputs of the neurons on the training data, rows scaled like
+        ``Ut`` (by ``sqrt(w_i)`` with sample weights).
+    output : ndarray of shape (n_neurons, n_outputs)
+        Output weights.
+    Ut : ndarray of shape (n_samples, k)
+        Whitened data of the program.
+    D : ndarray of bool, shape (n_samples, n_patterns)
+        Patterns of the program.
+
+    Returns
+    -------
+    Wp, Wn : ndarray of shape (n_outputs, n_patterns, k)
+        Blocks; those of neurons whose pattern is not a column of ``D`` are
+        left out. They lie in their cones up to the round-off of ``z_j``
+        (solvers project starting points onto the cones).
+    """
+    z = np.linalg.lstsq(Ut, Z, rcond=None)[0].T  # (n_neurons, k)
+    column = {np.packbits(D[:, i]).tobytes(): i for i in range(D.shape[1])}
+    C = output.shape[1]
+    Wp = np.zeros((C, D.shape[1], Ut.shape[1]))
+    Wn = np.zeros_like(Wp)
+    for j in range(Z.shape[1]):
+        i = column.get(np.packbits(Z[:, j] >= 0).tobytes())
+        if i is None:
+            continue
+        for c in range(C):
+            weight = output[j, c]
+            if weight > 0:
+                Wp[c, i] += weight * z[j]
+            elif weight < 0:
+                Wn[c, i] -= weight * z[j]
+    return Wp, Wn

@@ -105,3 +105,77 @@ def test_eval_mode_matches_bn_formula_with_training_statistics():
     A = np.maximum((H_new - mu) / sd * est.bn_weight_ + est.bn_bias_, 0)
     np.testing.assert_allclose(est.predict(X_new).ravel(), (A @ est.output_weights_).ravel(),
                                atol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    "loss_name, n_outputs", [("squared_error", 2), ("log_loss", 3)]
+)
+def test_blocks_from_network_reproduce_the_adam_network(
+    weighted, loss_name, n_outputs
+):
+    """The Adam network written as blocks: same outputs, no larger objective."""
+    from skbnconvex._gradient import train_bn_relu_network
+    from skbnconvex._losses import program_targets
+    from skbnconvex._patterns import unique_patterns
+    from skbnconvex._program import ConvexProgram
+    from skbnconvex._recovery import blocks_from_network
+    from skbnconvex._whitening import whiten
+
+    rng = np.random.default_rng(0)
+    X, Y = make_regression_data(n=40, d=3, n_outputs=n_outputs, seed=1)
+    if loss_name == "log_loss":
+        Y = np.eye(n_outputs)[np.argmax(Y + 0.3 * rng.standard_normal(Y.shape), 1)]
+    w = rng.uniform(0.5, 2.0, len(X)) if weighted else None
+    alpha = 0.05
+    fit = train_bn_relu_network(
+        X, Y, loss=loss_name, alpha=alpha, n_neurons=12, n_inits=1, n_steps=300,
+        random_state=0, sample_weight=w,
+    )
+    whitening = whiten(X, sample_weight=w)
+    loss = get_loss(loss_name, n_outputs, w)
+    sqrt_w = np.ones(len(X)) if w is None else np.sqrt(w)
+    D = unique_patterns(fit.activation_patterns(X))
+    Z = fit.bn_outputs(X) * sqrt_w[:, None]
+    Wp, Wn = blocks_from_network(Z, fit.params["output"][0], whitening.Ut, D)
+    program = ConvexProgram(
+        whitening.Ut, D, program_targets(loss, Y, w), loss,
+        alpha / np.sqrt(whitening.weight_sum),
+    )
+    # Outputs of a plain forward pass of the network, in program scaling.
+    np.testing.assert_allclose(
+        program.predict(Wp, Wn), sqrt_w[:, None] * fit.forward(X), atol=1e-9
+    )
+    assert program.cone_violation(Wp, Wn) < 1e-8
+    # The convex penalty of a neuron is at most its weight decay (AM-GM),
+    # so the program's objective is at most the network's (on the mean
+    # scale of the estimators: divided by the total weight).
+    convex = program.objective(Wp, Wn) / whitening.weight_sum
+    assert convex <= fit.objectives[0] * (1 + 1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("patterns", ["sample", "adaptive"])
+def test_adam_init_starts_the_solver_from_the_adam_network(patterns, monkeypatch):
+    """init="adam": the first solve starts from the trained network's blocks."""
+    X, y = make_regression_data(n=60, d=3, seed=2)
+    seen = []
+    real = ConvexBNReLURegressor._solve
+
+    def spy(self, program, W0=None):
+        seen.append((program, W0))
+        return real(self, program, W0)
+
+    monkeypatch.setattr(ConvexBNReLURegressor, "_solve", spy)
+    ConvexBNReLURegressor(
+        alpha=0.05, n_patterns=16, init="adam", patterns=patterns,
+        solver="torch", max_rounds=2, random_state=0,
+    ).fit(X, y)
+    program, W0 = seen[0]
+    assert W0 is not None
+    Wp, Wn = W0
+    assert np.linalg.norm(Wp) + np.linalg.norm(Wn) > 0
+    # A feasible point whose objective is below that of the zero network.
+    Wp, Wn = program.project_to_cones(*(w[:, : program.n_patterns] for w in W0))
+    zero = program.objective(*program.zeros())
+    assert program.objective(Wp, Wn) < zero
