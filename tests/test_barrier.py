@@ -40,31 +40,36 @@ def test_newton_direction_is_the_dense_newton_direction(case):
     Ut, Dt, Y, Z = _tensors(prog)
     bp = _BarrierProblem(Ut, Dt, Y, prog.loss, prog.beta)
     rng = np.random.default_rng(seed)
-    k = prog.k
-    # A strictly feasible point: interior directions with random scales.
+    # A strictly feasible point: interior directions with random scales,
+    # and a random half of the cone rows in the barrier.
     scales = rng.uniform(0.1, 2.0, (C, 2, prog.n_patterns, 1))
     V = Z[None, None] * torch.as_tensor(scales)
-    T = torch.linalg.vector_norm(V, dim=-1) + 0.3
+    bp.mask = torch.as_tensor(rng.random(bp.margins(V).shape) < 0.5, dtype=f64)
     mu = 1e-2
-    x0 = torch.cat((V, T[..., None]), -1)
 
     def phi(z):
-        x = z.view_as(x0)
-        v, t = x[..., :k], x[..., k]
+        v = z.view_as(V)
         R = bp.margins(v)
-        q = t * t - (v * v).sum(-1)
-        f0 = prog.loss.torch_value(bp.predict(v), Y) + prog.beta * t.sum()
-        return f0 - mu * (torch.log(R).sum() + torch.log(q).sum())
+        s = torch.sqrt(mu**2 + prog.beta**2 * (v * v).sum(-1))
+        # beta t - mu log(t^2 - ||v||^2) minimised over t, in closed form.
+        t = (mu + s) / prog.beta
+        cone = prog.beta * t - mu * torch.log(t * t - (v * v).sum(-1))
+        f0 = prog.loss.torch_value(bp.predict(v), Y) + cone.sum()
+        return f0 - mu * (torch.log(R) * bp.mask).sum()
 
-    H = torch.autograd.functional.hessian(phi, x0.reshape(-1))
-    g = torch.autograd.functional.jacobian(phi, x0.reshape(-1))
+    x0 = V.reshape(-1)
+    H = torch.autograd.functional.hessian(phi, x0)
+    g = torch.autograd.functional.jacobian(phi, x0)
     dense = torch.linalg.solve(H, -g)
-    dV, dT, lam2, grad = bp.newton_step(V, T, mu)
-    mine = torch.cat((dV, dT[..., None]), -1).reshape(-1)
-    np.testing.assert_allclose(grad.reshape(-1), g, rtol=1e-10, atol=1e-12)
+    dV, lam2 = bp.newton_step(V, mu)
     atol = 1e-10 * float(dense.abs().max())
-    np.testing.assert_allclose(mine, dense, rtol=1e-8, atol=atol)
+    np.testing.assert_allclose(dV.reshape(-1), dense, rtol=1e-8, atol=atol)
     assert lam2 == pytest.approx(float(-(g @ dense)), rel=1e-9)
+    # The barrier value differs from phi by a constant only.
+    V2 = V * 1.1
+    assert bp.value(V2, mu) - bp.value(V, mu) == pytest.approx(
+        float(phi(V2.reshape(-1)) - phi(x0)), rel=1e-9
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-C{c[1]}")
@@ -155,3 +160,20 @@ def test_small_alpha_where_fista_stalls(monkeypatch):
     res_fista = solve_torch(prog, tol=1e-8, max_iter=2000)
     assert not res_fista.converged
     assert res_fista.objective > ref * (1 + 1e-5)
+
+
+def test_eliminated_t_is_the_minimiser():
+    """t = (mu + s) / beta minimises beta t - mu log(t^2 - ||v||^2)."""
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(0)
+    for beta, mu in [(0.3, 1e-2), (2.0, 1e-4), (1e-3, 1e-6)]:
+        v = rng.standard_normal(4)
+        r = np.linalg.norm(v)
+        s = np.sqrt(mu**2 + beta**2 * r**2)
+        res = minimize_scalar(
+            lambda t: beta * t - mu * np.log(t * t - r * r),
+            bounds=(r * (1 + 1e-12), r + 10 * mu / beta + 1.0), method="bounded",
+            options={"xatol": 1e-14},
+        )
+        assert (mu + s) / beta == pytest.approx(res.x, rel=1e-6)
