@@ -516,14 +516,19 @@ class _Faces:
         flat = Z.reshape(-1, Z.shape[-1])
         nrm = torch.linalg.vector_norm(flat, dim=-1)
         out = torch.zeros_like(flat)
-        # ||P_C(p)|| <= ||(K p)_+|| <= ||p||: blocks where either is at
-        # most t are zero, and so are those whose projection stops below t.
+        # ||P_C(p)|| <= ||p + K^T mu|| for every mu >= 0 (Moreau), e.g.
+        # mu = 0, the remembered multipliers, or mu = (-K p)_+: blocks where
+        # one of them is at most t are zero, and so are those whose
+        # projection stops below t. (Bounds such as ||(K p)_+|| hold only
+        # when K^T K = I, which spectral weighting breaks.)
         idx = (nrm > t).nonzero()[:, 0]
         if len(idx):
             idx = idx[self.face_bound(gidx[idx], flat[idx]) > t]
         if len(idx):
             S = self.prob.St[gidx[idx] % self.P]
-            q = (S * (flat[idx] @ self.prob.Ut.T)).clamp(min=0)
+            p = flat[idx]
+            mu = (-S * (p @ self.prob.Ut.T)).clamp(min=0)
+            q = p + (S * mu) @ self.prob.Ut
             idx = idx[torch.linalg.vector_norm(q, dim=-1) > t]
         if len(idx):
             Pi, _ = self.project_exact(gidx[idx], flat[idx], self.steps, stop_below=t)
@@ -595,15 +600,18 @@ def _refine_bounds(prob, g, S, bound):
 
     ``g`` (B, k) and the signs ``S`` (B, n) of the blocks. Every
     ``mu >= 0`` gives ``||P_C(g)|| <= ||g + K^T mu||``; ``mu = (-K g)_+``
-    gives ``||K^T (K g)_+||``, and accelerated projected gradient on
-    ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` (step 1 since ``||K K^T|| = 1``)
-    improves it, at two products per step and no factorisation, before the
-    exact evaluation of the blocks that stay above beta.
+    is the first (``||K^T (K g)_+||`` when ``K^T K = I``, but only then:
+    spectrally weighted data have ``K^T K != I``), and accelerated
+    projected gradient on ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` (step 1
+    since ``||K K^T|| = ||U'||^2 <= 1``, the columns of ``U'`` being
+    orthogonal with norms at most 1) improves it, at two products per step
+    and no factorisation, before the exact evaluation of the blocks that
+    stay above beta.
     """
     Ut = prob.Ut
     Kg = S * (g @ Ut.T)
     best = torch.minimum(
-        bound, torch.linalg.vector_norm((S * Kg.clamp(min=0)) @ Ut, dim=-1)
+        bound, torch.linalg.vector_norm(g + (S * (-Kg).clamp(min=0)) @ Ut, dim=-1)
     )
     # Only the blocks that the cheap bound leaves above beta are refined.
     sel = (best > prob.beta).nonzero()[:, 0]
