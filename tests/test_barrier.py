@@ -16,7 +16,7 @@ from skbnconvex._solvers._cvxpy import solve_cvxpy
 from skbnconvex._solvers._torch import solve_torch
 from skbnconvex._whitening import whiten
 
-from .test_torch_solver import CASES, _program
+from .test_torch_solver import CASES, _program, references  # noqa: F401 (fixture)
 
 f64 = torch.float64
 
@@ -109,25 +109,15 @@ def test_cone_interior():
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-C{c[1]}")
 def test_solver_with_barrier_at_once_matches_clarabel(
-    references_all, case, monkeypatch
+    references, case, monkeypatch  # noqa: F811 (fixture)
 ):
     """The working-set loop with the barrier method on every working set."""
     monkeypatch.setattr(torch_solver, "_STALL_CHECKS", 0)
-    prog, ref = references_all[case]
+    prog, ref = references[case]
     res = solve_torch(prog, tol=1e-8, max_iter=50000)
     assert res.converged, res.message
     assert res.objective == pytest.approx(ref, rel=1e-6)
     assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
-
-
-@pytest.fixture(scope="module")
-def references_all():
-    out = {}
-    for case in CASES:
-        loss, C, bf, seed = case
-        prog = _program(loss, C, beta_frac=bf, seed=seed)
-        out[case] = (prog, solve_cvxpy(prog).objective)
-    return out
 
 
 def test_small_alpha_where_fista_stalls(monkeypatch):
