@@ -345,10 +345,12 @@ class _BaseConvexBNReLU(BaseEstimator):
             n_steps=_ADAM_INIT_STEPS, learning_rate=_ADAM_INIT_LEARNING_RATE,
             random_state=rng, sample_weight=sample_weight,
         )
-        D_adam = unique_patterns(fit.activation_patterns(X))
+        # One initialisation: its BN outputs give both its patterns and,
+        # in the program's row scaling, its blocks.
+        Z = fit.bn_outputs(X, 0)
+        D_adam = unique_patterns(Z >= 0)
         D = unique_patterns(np.hstack([D_adam, D]))
         D = D[:, : max(self.n_patterns, D_adam.shape[1])]
-        Z = fit.bn_outputs(X)
         if sample_weight is not None:
             Z = Z * np.sqrt(sample_weight)[:, None]
         return D, blocks_from_network(Z, fit.params["output"][0], Ut, D)

@@ -49,11 +49,10 @@ class GradientFit:
         statistics: the patterns that the trained networks use, hence a set
         of patterns on which the convex program contains these networks.
         """
-        p = self.params
-        H = np.einsum("nd,rdm->rnm", X, p["hidden"])
-        Z = (H - p["mean"][:, None, :]) / np.sqrt(p["var"][:, None, :])
-        Z = Z * p["weight"][:, None, :] + p["bias"][:, None, :]
-        return np.concatenate(list(Z >= 0), axis=1)
+        n_inits = len(self.objectives)
+        return np.concatenate(
+            [self.bn_outputs(X, r) >= 0 for r in range(n_inits)], axis=1
+        )
 
     def bn_outputs(self, X, init=None):
         """BN outputs of the hidden neurons of initialisation ``init`` (the

@@ -172,11 +172,10 @@ class _BarrierProblem:
         ``beta ||v||``. Eliminating ``t`` this way keeps the Newton
         systems well conditioned (with ``t`` as a variable the block
         Hessians have condition numbers ~ 1 / (t - ||v||)).
-        Returns ``psi``, ``s`` and ``||v||^2`` per block.
+        Returns ``psi`` and ``s`` per block.
         """
-        r2 = (V * V).sum(-1)
-        s = torch.sqrt(mu * mu + self.beta**2 * r2)
-        return s - mu * torch.log(mu + s), s, r2
+        s = torch.sqrt(mu * mu + self.beta**2 * (V * V).sum(-1))
+        return s - mu * torch.log(mu + s), s
 
     def value(self, V, mu):
         """Barrier objective, +inf outside the domain."""
@@ -184,7 +183,7 @@ class _BarrierProblem:
         if bool((R <= 0).any()):
             return float("inf")
         F = self.predict(V)
-        psi, _, _ = self.norm_terms(V, mu)
+        psi, _ = self.norm_terms(V, mu)
         rows = float((torch.log(R) * self.mask).sum())
         return float(self.loss.torch_value(F, self.Y)) + float(psi.sum()) - mu * rows
 
@@ -219,7 +218,7 @@ class _BarrierProblem:
         F = self.predict(V)
         gL = self.loss.torch_gradient(F, self.Y)  # (n, C)
         gy = (self.A.T @ gL).T.reshape(C, m, k)
-        _, sq, _ = self.norm_terms(V, mu)
+        _, sq = self.norm_terms(V, mu)
         b2 = self.beta**2
         # grad psi = beta^2 v / (mu + s).
         g = torch.stack((gy, -gy), dim=1) + (b2 / (mu + sq))[..., None] * V
