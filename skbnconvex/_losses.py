@@ -71,6 +71,16 @@ class SquaredLoss:
     def torch_gradient(self, F, Y):
         return (F - Y) / Y.shape[1]
 
+    def torch_hessian(self, F, Y):
+        """Hessian of each sample's term in its row of ``F``: ``I / C``.
+
+        Returned as ``(h, p)`` with ``p = None`` (no coupling), see
+        :func:`torch_parameter_hessian`.
+        """
+        import torch
+
+        return torch.full_like(F, 1.0 / Y.shape[1]), None
+
 
 class _WeightedLogLoss:
     """Sample weights of a log loss, in the program's output scale."""
@@ -151,14 +161,18 @@ class BinaryLogLoss(_WeightedLogLoss):
         _, sqrt_w = self._torch_weights(F)
         return -sqrt_w * Y * torch.sigmoid(-Y * F / sqrt_w)
 
-    def torch_curvature(self, F, Y):
-        """Second derivative of each sample's term in ``F``, shape of ``F``."""
+    def torch_hessian(self, F, Y):
+        """Hessian of each sample's term in ``F``: ``sigma (1 - sigma)``.
+
+        Sample weights cancel (``w_i`` times ``1 / w_i``). Returned as
+        ``(h, None)`` (no coupling).
+        """
         import torch
 
         if self._w is not None:
             F = F / self._torch_weights(F)[1]
         s = torch.sigmoid(Y * F)
-        return s * (1.0 - s)
+        return s * (1.0 - s), None
 
     @staticmethod
     def proba(F):
@@ -218,17 +232,40 @@ class MultinomialLogLoss(_WeightedLogLoss):
         _, sqrt_w = self._torch_weights(F)
         return sqrt_w * (torch.softmax(F / sqrt_w, dim=1) - Y)
 
-    def torch_probabilities(self, F):
-        """Softmax of the network outputs, for the Hessian in ``F``."""
+    def torch_hessian(self, F, Y):
+        """Hessian of each sample's term in its row of ``F``: ``diag(p) - p p^T``.
+
+        ``p`` is the softmax of the network's outputs (sample weights
+        cancel); returned as ``(h, p) = (p, p)``.
+        """
         import torch
 
         if self._w is not None:
             F = F / self._torch_weights(F)[1]
-        return torch.softmax(F, dim=1)
+        p = torch.softmax(F, dim=1)
+        return p, p
 
     @staticmethod
     def proba(F):
         return np.exp(log_softmax(F, axis=1))
+
+
+def torch_parameter_hessian(loss, F, Y, J, out):
+    """Hessian of ``L(F)`` in parameters ``x`` that move one output each.
+
+    Column ``j`` of ``J`` (shape ``(n, T)``) is the change of
+    ``F[:, out[j]]`` per unit of ``x_j``. Every loss has, in the row
+    ``F_i``, the Hessian ``diag(h_i) - p_i p_i^T`` (``loss.torch_hessian``;
+    ``p`` is None for the separable losses), so the Hessian in ``x`` is
+    ``J^T diag(h[:, out]) J`` restricted to equal outputs, minus
+    ``(p[:, out] J)^T (p[:, out] J)``. Shape ``(T, T)``.
+    """
+    h, p = loss.torch_hessian(F, Y)
+    H = (J.T @ (h[:, out] * J)) * (out[:, None] == out[None, :])
+    if p is not None:
+        Jp = p[:, out] * J
+        H -= Jp.T @ Jp
+    return H
 
 
 def program_targets(loss, Y, sample_weight=None):

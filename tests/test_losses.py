@@ -74,6 +74,31 @@ def test_torch_gradient_matches_autograd(loss):
     np.testing.assert_allclose(loss.gradient(F, Y), got, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("loss", LOSSES, ids=_ids)
+def test_parameter_hessian_matches_autograd(loss):
+    """The Hessian the Newton methods use, against autograd's."""
+    import torch
+
+    from skbnconvex._losses import torch_parameter_hessian
+
+    rng = np.random.default_rng(4)
+    F0, Y = _problem(loss, rng)
+    n, C = F0.shape
+    T = 6
+    J = torch.tensor(rng.standard_normal((n, T)))
+    out = torch.tensor(rng.integers(0, C, T))
+    F0, Y = torch.tensor(F0), torch.tensor(Y)
+
+    def objective(x):
+        F = F0.index_add(1, out, J * x)  # F[:, out[j]] += J[:, j] x_j
+        return loss.torch_value(F, Y)
+
+    x = torch.tensor(rng.standard_normal(T))
+    expected = torch.autograd.functional.hessian(objective, x)
+    got = torch_parameter_hessian(loss, F0.index_add(1, out, J * x), Y, J, out)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["binary", "multinomial"])
 def test_weighted_log_loss_is_the_loss_of_repeated_samples(kind):
     # With integer weights w and program outputs F = sqrt(w) f, the loss is

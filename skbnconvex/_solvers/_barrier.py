@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from .._losses import BinaryLogLoss, SquaredLoss
+from .._losses import MultinomialLogLoss, SquaredLoss, torch_parameter_hessian
 
 # Factor of the barrier weight between two centrings.
 _MU_FACTOR = 10.0
@@ -153,7 +153,8 @@ class _BarrierProblem:
         self.mask = None
         self._G_const = None
         if isinstance(loss, SquaredLoss):
-            self._G_const = (self.A.T @ self.A) / self.C
+            # Constant curvature: the Hessian in y is computed once.
+            self._G_const = self.loss_hessian(None)
 
     def predict(self, V):
         Yd = (V[:, 0] - V[:, 1]).reshape(self.C, -1)  # (C, m k)
@@ -195,20 +196,21 @@ class _BarrierProblem:
     def loss_hessian(self, F):
         """``G``: the loss Hessian in ``y``; (C, mk, mk) or (C mk, C mk)."""
         if self._G_const is not None:
-            return self._G_const.expand(self.C, -1, -1)
-        A = self.A
-        if isinstance(self.loss, BinaryLogLoss):
-            h = self.loss.torch_curvature(F, self.Y)  # (n, C)
-            return torch.stack([A.T @ (h[:, c, None] * A) for c in range(self.C)])
-        # Multinomial: diag(p) - p p^T per sample couples the outputs.
-        p = self.loss.torch_probabilities(F)  # (n, C)
-        Ap = (p[:, :, None] * A[:, None, :]).reshape(self.n, -1)  # (n, C mk)
-        G = -(Ap.T @ Ap)
-        mk = A.shape[1]
-        for c in range(self.C):
-            sl = slice(c * mk, (c + 1) * mk)
-            G[sl, sl] += A.T @ (p[:, c, None] * A)
-        return G
+            return self._G_const
+        A, C, mk = self.A, self.C, self.A.shape[1]
+        if F is None:  # squared loss: the curvature does not depend on F
+            F = torch.zeros((self.n, C), dtype=A.dtype, device=A.device)
+        if isinstance(self.loss, MultinomialLogLoss):
+            # diag(p) - p p^T per sample couples the outputs: one system
+            # over all outputs, the columns of A repeated per output.
+            out = torch.arange(C, device=A.device).repeat_interleave(mk)
+            return torch_parameter_hessian(self.loss, F, self.Y, A.repeat(1, C), out)
+        return torch.stack([
+            torch_parameter_hessian(
+                self.loss, F, self.Y, A, torch.full((mk,), c, device=A.device)
+            )
+            for c in range(C)
+        ])
 
     def newton_step(self, V, mu):
         """Newton direction ``dV`` and the decrement ``lambda^2``."""

@@ -94,7 +94,12 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 import numpy as np
 import torch
 
-from .._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
+from .._losses import (
+    BinaryLogLoss,
+    MultinomialLogLoss,
+    SquaredLoss,
+    torch_parameter_hessian,
+)
 from ._barrier import barrier_solve, cone_interior
 from ._base import SolverResult
 
@@ -910,17 +915,7 @@ def _newton(wset, W, struct):
         Ja, oa, ba = J[:, ia], out_col[ia], blk[ia]
         u = x[ia] / nr[ba]
         grad = (Ja * r[:, oa]).sum(0) + beta * u
-        same = oa[:, None] == oa[None, :]
-        if isinstance(loss, SquaredLoss):
-            H = (Ja.T @ Ja) * same / C
-        elif isinstance(loss, BinaryLogLoss):
-            H = Ja.T @ (loss.torch_curvature(F, Y)[:, oa] * Ja)
-        else:
-            # diag(p) - p p^T per sample, p the softmax of the network's
-            # outputs (sample weights cancel in the curvature).
-            p = loss.torch_probabilities(F)
-            Jp = p[:, oa] * Ja
-            H = (Jp.T @ Ja) * same - Jp.T @ Jp
+        H = torch_parameter_hessian(loss, F, Y, Ja, oa)
         # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block.
         same_blk = ba[:, None] == ba[None, :]
         eye = torch.eye(len(ia), **f64)
