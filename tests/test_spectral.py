@@ -168,22 +168,26 @@ def test_torch_solver_on_spectrally_weighted_data_matches_cvxpy(kappa):
     assert res.objective == pytest.approx(ref, rel=1e-6)
 
 
-def test_dual_bounds_are_upper_bounds_without_orthonormality():
+def test_dual_bounds_are_upper_bounds_without_orthonormality(monkeypatch):
     """The cheap bounds of ||P_C(g)|| against exact projections (NNLS)."""
     import torch
     from scipy.optimize import nnls
 
+    import skbnconvex._solvers._torch as torch_solver
     from skbnconvex._solvers._torch import _Problem, _refine_bounds
 
     prog = _decaying_spectrum_program(1.0)
     prob = _Problem(prog, torch.device("cpu"), torch.float64)
     rng = np.random.default_rng(1)
     g = rng.standard_normal((40, prog.k))
-    S = np.where(prog.D, 1.0, -1.0).T[rng.integers(0, prog.n_patterns, 40)]
-    bound = _refine_bounds(
-        prob, torch.as_tensor(g), torch.as_tensor(S),
-        torch.as_tensor(np.linalg.norm(g, axis=1)),
-    ).numpy()
+    pat = rng.integers(0, prog.n_patterns, 40)
+    S = np.where(prog.D, 1.0, -1.0).T[pat]
+    args = (prob, torch.as_tensor(g), torch.as_tensor(pat),
+            torch.as_tensor(np.linalg.norm(g, axis=1)))
+    bound = _refine_bounds(*args).numpy()
+    # In chunks of 3 blocks (the memory cap of large problems): same bounds.
+    monkeypatch.setattr(torch_solver, "_CHUNK_ENTRIES", 3 * prog.Ut.shape[0])
+    np.testing.assert_allclose(_refine_bounds(*args).numpy(), bound, rtol=1e-12)
     for j in range(len(g)):
         K = S[j][:, None] * prog.Ut
         # P_C(g) = g + K^T mu, mu = argmin_{mu >= 0} ||g + K^T mu||.

@@ -63,7 +63,8 @@ Method
    the size of ``m k`` (per output) and whose iteration count does not
    depend on conditioning; later working sets of the same solve go to it
    at once. It applies while those systems fit ``_BARRIER_ENTRIES_MAX``
-   entries and every pattern's cone has an interior.
+   entries, their loss Hessians cost at most ``_BARRIER_FLOPS_MAX``
+   operations, and every pattern's cone has an interior.
 
 Stopping rule (the certificate)
 -------------------------------
@@ -113,6 +114,8 @@ _BATCH = 8
 _DUAL_REFINE = 12
 # Largest dual bounds evaluated exactly at a full check to estimate the gap.
 _EST_EXACT = 16
+# Largest (blocks, n) temporaries of the dual-bound refinement (entries).
+_CHUNK_ENTRIES = 2**24
 # Blocks left to the host Lawson-Hanson when a batched projection is slow.
 _HOST_TAIL = 8
 # Factor of the local Lipschitz estimate at every FISTA iteration.
@@ -126,6 +129,10 @@ _NEWTON_DIM_MAX = 4000
 _STALL_CHECKS = 10
 # Largest number of entries of the barrier's Newton systems (all outputs).
 _BARRIER_ENTRIES_MAX = 2.5e7
+# Largest cost of the loss Hessian of one barrier Newton step (n times the
+# entries; about a second here): beyond, the steps cost more than FISTA
+# (letter, 26 classes: 3 s per Hessian, 260 s for one working set).
+_BARRIER_FLOPS_MAX = 4e10
 
 
 def _resolve_device(device):
@@ -427,8 +434,10 @@ class _Faces:
                 x[act[c_neg]] = xc * Vc
             # Positive multipliers: a KKT check, then the most violated row.
             z = Za + (A.mT @ sol[..., None])[..., 0]
-            held = torch.zeros_like(Sa).scatter_add_(1, Ra, Va.to(dt)) > 0
-            Kz = torch.where(held, inf, Sa * (z @ Ut.T))
+            # K z on every row, the passive rows masked: +inf written in
+            # place (amax keeps the entries of the padding slots).
+            Kz = Sa * (z @ Ut.T)
+            Kz.scatter_reduce_(1, Ra, torch.where(Va, inf, -inf), reduce="amax")
             kzmin, jrow = Kz.min(1)
             ub_a = torch.where(
                 positive, torch.linalg.vector_norm(z, dim=-1), inf
@@ -548,14 +557,17 @@ class _Faces:
     ):
         """Upper bounds of ``||P_C(g_b)||`` for blocks ``gidx``, rows of ``g``.
 
-        The cheap bounds of :func:`_refine_bounds` are replaced by the exact
-        value, in decreasing order and in batches, while it exceeds
-        both beta and the largest value known (only the maximum enters the
-        gap). Blocks flagged in ``exclude`` keep the bounds ``fixed``. With
-        ``gap_of`` (a function of the maximum), the exact evaluation also
-        stops as soon as the gap at the largest known value exceeds ``tol``
-        (after the ``min_exact`` largest bounds at least): no certificate is
-        possible then, and the bounds stay valid.
+        Starts from ``||g_b||`` and the remembered multipliers
+        (:meth:`face_bound`); then, in decreasing order of the bounds and
+        in batches, tightens them by :func:`_refine_bounds` and replaces
+        those still above both beta and the largest value known by the
+        exact value (only the maximum enters the gap). Blocks flagged in
+        ``exclude`` keep the bounds ``fixed``. With ``gap_of`` (a function
+        of the maximum), the work stops as soon as the gap at the largest
+        known value exceeds ``tol`` (after the ``min_exact`` largest bounds
+        at least): no certificate is possible then, the bounds stay valid,
+        and far from the optimum (at the zero start of a large problem,
+        say) most blocks keep their cheap bounds.
         """
         prob = self.prob
         beta = prob.beta
@@ -573,10 +585,6 @@ class _Faces:
             return bound, known
         bound[idx] = torch.minimum(bound[idx], self.face_bound(gidx[idx], g[idx]))
         idx = idx[bound[idx] > known]
-        if len(idx) == 0:
-            return bound, known
-        bound[idx] = _refine_bounds(prob, g[idx], prob.St[gidx[idx] % self.P], bound[idx])
-        idx = idx[bound[idx] > known]
         idx = idx[torch.argsort(bound[idx], descending=True)]
         start = 0
         while start < len(idx):
@@ -587,11 +595,16 @@ class _Faces:
             # Small batches first: the largest values often settle the gap.
             size = max(min_exact - start, _BATCH, start)
             batch = idx[start: start + size]
-            _, ub = self.project_exact(
-                gidx[batch], g[batch], self.steps, stop_below=known
+            bound[batch] = _refine_bounds(
+                prob, g[batch], gidx[batch] % self.P, bound[batch]
             )
-            bound[batch] = torch.minimum(bound[batch], ub)
-            known = max(known, float(bound[batch].max()))
+            batch = batch[bound[batch] > known]
+            if len(batch):
+                _, ub = self.project_exact(
+                    gidx[batch], g[batch], self.steps, stop_below=known
+                )
+                bound[batch] = torch.minimum(bound[batch], ub)
+                known = max(known, float(bound[batch].max()))
             start += size
             if start < len(idx):
                 # Later batches in the order of the improved bounds.
@@ -600,10 +613,10 @@ class _Faces:
         return bound, known
 
 
-def _refine_bounds(prob, g, S, bound):
+def _refine_bounds(prob, g, pat, bound):
     """Upper bounds of ``||P_C(g_b)||`` by projected gradient on the dual.
 
-    ``g`` (B, k) and the signs ``S`` (B, n) of the blocks. Every
+    ``g`` (B, k) and the patterns ``pat`` (B,) of the blocks. Every
     ``mu >= 0`` gives ``||P_C(g)|| <= ||g + K^T mu||``; ``mu = (-K g)_+``
     is the first (``||K^T (K g)_+||`` when ``K^T K = I``, but only then:
     spectrally weighted data have ``K^T K != I``), and accelerated
@@ -611,8 +624,19 @@ def _refine_bounds(prob, g, S, bound):
     since ``||K K^T|| = ||U'||^2 <= 1``, the columns of ``U'`` being
     orthogonal with norms at most 1) improves it, at two products per step
     and no factorisation, before the exact evaluation of the blocks that
-    stay above beta.
+    stay above beta. Runs in chunks of blocks so that its ``(blocks, n)``
+    temporaries stay within ``_CHUNK_ENTRIES``.
     """
+    best = bound.clone()
+    rows = max(1, int(_CHUNK_ENTRIES // prob.Ut.shape[0]))
+    for a in range(0, len(pat), rows):
+        sl = slice(a, a + rows)
+        best[sl] = _refine_chunk(prob, g[sl], prob.St[pat[sl]], bound[sl])
+    return best
+
+
+def _refine_chunk(prob, g, S, bound):
+    """:func:`_refine_bounds` on blocks with signs ``S`` (B, n)."""
     Ut = prob.Ut
     Kg = S * (g @ Ut.T)
     best = torch.minimum(
@@ -688,7 +712,8 @@ class _WorkingSet:
             entries = (C * dim) ** 2
         else:
             entries = C * dim**2
-        if entries > _BARRIER_ENTRIES_MAX:
+        # Every Newton step forms the loss Hessian, n * entries operations.
+        if entries > _BARRIER_ENTRIES_MAX or self.Dt.shape[1] * entries > _BARRIER_FLOPS_MAX:
             return None
         Z = prob.interior(self.ws)
         if Z is None:
