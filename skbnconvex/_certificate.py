@@ -64,6 +64,9 @@ from ._patterns import enumerate_patterns, max_patterns, sample_patterns, unique
 # cap of enumerate_patterns).
 EXACT_MAX_PATTERNS = 100_000
 
+# Largest temporaries of the cheap bounds (entries).
+_CHUNK_ENTRIES = 2**24
+
 
 @dataclass
 class Certificate:
@@ -174,8 +177,19 @@ def _upper_bounds(Ut, D, lam):
 
     Returns an array of shape ``(n_outputs, 2, n_patterns)`` (sign ``+`` for
     ``lam``, ``-`` for ``-lam``): the norm of the projection onto the most
-    violated single half-space, which contains the cone.
+    violated single half-space, which contains the cone; and the gradients
+    ``G`` (n_outputs, n_patterns, k). Runs in chunks of patterns so that
+    its ``(n_outputs, n, patterns)`` temporaries stay within
+    ``_CHUNK_ENTRIES`` (letter: 26 outputs, 16 000 rows).
     """
+    n, C = lam.shape
+    cols = max(1, _CHUNK_ENTRIES // (n * C))
+    parts = [_upper_bounds_chunk(Ut, D[:, a:a + cols], lam) for a in range(0, D.shape[1], cols)]
+    return np.concatenate([u for u, _ in parts], axis=2), np.concatenate([g for _, g in parts], axis=1)
+
+
+def _upper_bounds_chunk(Ut, D, lam):
+    """:func:`_upper_bounds` on one chunk of patterns."""
     Df = D.astype(np.float64)
     # G[c, p] = Ut^T D_p lam_c
     G = np.einsum("nk,np,nc->cpk", Ut, Df, lam, optimize=True)
@@ -241,27 +255,36 @@ class _Scorer:
                 del self.top[worst]
                 self.top[q] = value
 
-    def add(self, D):
-        """Score the new (deduplicated) candidates ``D``; return their count."""
+    def add(self, D, output=None, max_checks=None):
+        """Score the new (deduplicated) candidates ``D``; return their count.
+
+        With ``output``, only for that output (candidates found by its own
+        search; scoring them for every output costs ``n_outputs`` times
+        more), with at most ``max_checks`` exact projections (default: the
+        scorer's cap).
+        """
         D = unique_patterns(D, exclude=self.D)
         if D.shape[1] == 0:
             return 0
         offset = self.D.shape[1]
         self.D = np.hstack([self.D, D])
         self.pattern_score = np.concatenate([self.pattern_score, np.zeros(D.shape[1])])
-        ub, G = _upper_bounds(self.Ut, D, self.lam)
+        outputs = range(self.C) if output is None else [output]
+        ub, G = _upper_bounds(self.Ut, D, self.lam[:, list(outputs)])
+        if max_checks is None:
+            max_checks = self.max_checks
         checks_before = self.n_checked
-        for c in range(self.C):
-            order = np.argsort(-ub[c].ravel(), kind="stable")
+        for j, c in enumerate(outputs):
+            order = np.argsort(-ub[j].ravel(), kind="stable")
             for flat in order:
                 s, p = divmod(int(flat), D.shape[1])
-                bound = ub[c, s, p]
+                bound = ub[j, s, p]
                 # Needed for the exact maximum of output c, or for the list
                 # of the n_keep most violated patterns.
                 need = min(self.best[c], max(self.beta, self._kth_score()))
-                if bound <= need or self.n_checked - checks_before >= self.max_checks:
+                if bound <= need or self.n_checked - checks_before >= max_checks:
                     break
-                g = G[c, p] if s == 0 else -G[c, p]
+                g = G[j, p] if s == 0 else -G[j, p]
                 value, z, active = _cone_projection(self.Ut, D[:, p], g)
                 self.n_checked += 1
                 q = offset + p
@@ -395,8 +418,10 @@ def optimality_certificate(
         Rounds of moving the best cells across their active hyperplanes.
     max_checks : int, default=1000
         Search mode: most exact cone projections per stage of candidates
-        (current patterns, samples, ascent, flips), spent on the candidates
-        with the largest upper bounds (exact mode has no cap).
+        (current patterns, samples, ascent over all outputs and signs,
+        flips), spent on the candidates with the largest upper bounds
+        (exact mode has no cap). The ascent of an output scores its
+        candidates for that output only.
     tol : float, default=1e-6
         ``certified`` needs exact mode and ``max M <= beta * (1 + tol)`` or
         ``gap <= tol``; violators need a score above ``beta * (1 + tol)``.
@@ -440,7 +465,12 @@ def optimality_certificate(
                 z = scorer.best_z[c, s]
                 if np.any(z):
                     starts.append(z[:, None])
-                scorer.add(_ascent(Ut, sign * lam[:, [c]][:, 0], np.hstack(starts), n_ascent))
+                # The ascent stage shares max_checks over the outputs and
+                # signs (at least a few each).
+                scorer.add(
+                    _ascent(Ut, sign * lam[:, [c]][:, 0], np.hstack(starts), n_ascent),
+                    output=c, max_checks=max(8, max_checks // (2 * C)),
+                )
         # Local search across cells: flip the hyperplanes the best maximisers
         # lie on, while that finds new, better cells.
         for _ in range(n_flip_rounds):
