@@ -133,23 +133,46 @@ def test_M_at_zero_is_the_threshold_of_the_zero_network(loss, seed):
     assert below.objective < zero_value * (1 - 1e-6)
 
 
-def test_search_mode_bounds_the_exact_maximum():
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_search_mode_bounds_the_exact_maximum(n_outputs):
     rng = np.random.default_rng(3)
     n, d = 20, 3
     Ut = whiten(rng.standard_normal((n, d))).Ut
     for trial in range(3):
-        lam = rng.standard_normal((n, 1))
-        args = (Ut, -lam, np.zeros((n, 1)), SquaredLoss(), 1.0)
+        lam = rng.standard_normal((n, n_outputs))
+        args = (Ut, -lam, np.zeros((n, n_outputs)), SquaredLoss(), 1.0)
         exact = optimality_certificate(*args, primal=1.0, mode="exact")
         search = optimality_certificate(
             *args, primal=1.0, mode="search", random_state=trial
         )
         assert not search.exact and not search.certified
         # Search values are attained (lower bounds); M_upper is proven.
-        assert search.M[0] <= exact.M[0] * (1 + 1e-12)
-        assert search.M_upper[0] >= exact.M[0]
-        # On a problem this small the search finds the maximum.
-        assert search.M[0] == pytest.approx(exact.M[0], rel=1e-9)
+        assert np.all(search.M <= exact.M * (1 + 1e-12))
+        assert np.all(search.M_upper >= exact.M)
+        # On a problem this small the search finds every output's maximum
+        # (each output's ascent scores its own candidates).
+        np.testing.assert_allclose(search.M, exact.M, rtol=1e-9)
+
+
+def test_cheap_bounds_in_chunks(monkeypatch):
+    """The memory-capped chunks of the cheap bounds change nothing."""
+    import skbnconvex._certificate as cert
+
+    rng = np.random.default_rng(5)
+    n, C = 30, 3
+    Ut = whiten(rng.standard_normal((n, 4))).Ut
+    D = sample_patterns(Ut, 25, random_state=0)
+    lam = rng.standard_normal((n, C))
+    ub, G = cert._upper_bounds(Ut, D, lam)
+    monkeypatch.setattr(cert, "_CHUNK_ENTRIES", 4 * n * C)  # 4 patterns a chunk
+    ub_c, G_c = cert._upper_bounds(Ut, D, lam)
+    np.testing.assert_allclose(ub_c, ub, rtol=1e-13)
+    np.testing.assert_allclose(G_c, G, rtol=1e-13)
+    # And they are upper bounds of the exact projection norms (NNLS).
+    for c in range(C):
+        for p in range(D.shape[1]):
+            value, _, _ = cert._cone_projection(Ut, D[:, p], G[c, p])
+            assert value <= ub[c, 0, p] * (1 + 1e-10) + 1e-12
 
 
 # ---------------------------------------------------------------------------
