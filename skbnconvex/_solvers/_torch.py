@@ -116,6 +116,9 @@ _DUAL_REFINE = 12
 _EST_EXACT = 16
 # Largest (blocks, n) temporaries of the dual-bound refinement (entries).
 _CHUNK_ENTRIES = 2**24
+# Full checks refine every candidate dual bound while candidates times n is
+# at most this; above, only as far as a certificate is within reach.
+_REFINE_ALL_ENTRIES = 2**23
 # Blocks left to the host Lawson-Hanson when a batched projection is slow.
 _HOST_TAIL = 8
 # Factor of the local Lipschitz estimate at every FISTA iteration.
@@ -559,9 +562,10 @@ class _Faces:
 
         Starts from ``||g_b||`` and the remembered multipliers
         (:meth:`face_bound`); then, in decreasing order of the bounds and
-        in batches, tightens them by :func:`_refine_bounds` and replaces
-        those still above both beta and the largest value known by the
-        exact value (only the maximum enters the gap). Blocks flagged in
+        in batches, tightens them by :func:`_refine_bounds` (all at once
+        when they are few, ``_REFINE_ALL_ENTRIES``) and replaces those still
+        above both beta and the largest value known by the exact value
+        (only the maximum enters the gap). Blocks flagged in
         ``exclude`` keep the bounds ``fixed``. With ``gap_of`` (a function
         of the maximum), the work stops as soon as the gap at the largest
         known value exceeds ``tol`` (after the ``min_exact`` largest bounds
@@ -585,6 +589,11 @@ class _Faces:
             return bound, known
         bound[idx] = torch.minimum(bound[idx], self.face_bound(gidx[idx], g[idx]))
         idx = idx[bound[idx] > known]
+        if len(idx) * self.n <= _REFINE_ALL_ENTRIES:
+            # Cheap enough: every candidate refined, so that the scores that
+            # choose the next working set are tight too.
+            bound[idx] = _refine_bounds(prob, g[idx], gidx[idx] % self.P, bound[idx])
+            idx = idx[bound[idx] > known]
         idx = idx[torch.argsort(bound[idx], descending=True)]
         start = 0
         while start < len(idx):
@@ -1122,6 +1131,12 @@ def solve_torch(
     n_iter = 0
     converged = False
     rel_gap = np.inf
+    # One memory of faces for the primal blocks (prox) and the dual
+    # constraints (certificates), deliberately: Newton takes the faces of
+    # the support right after a certificate, i.e. those of P_C(g_b), which
+    # is parallel to the optimal w_b (KKT) and finds the optimal face
+    # sooner than the prox iterates do (separate memories, measured at
+    # (1000, 20, 100): 371 iterations instead of 311).
     faces = _Faces(prob, C)
     wset = None
     ws_size = min(P, _WS_START)
