@@ -260,8 +260,17 @@ def torch_parameter_hessian(loss, F, Y, J, out):
     ``J^T diag(h[:, out]) J`` restricted to equal outputs, minus
     ``(p[:, out] J)^T (p[:, out] J)``. Shape ``(T, T)``.
     """
+    import torch
+
     h, p = loss.torch_hessian(F, Y)
-    H = (J.T @ (h[:, out] * J)) * (out[:, None] == out[None, :])
+    T = J.shape[1]
+    H = torch.zeros((T, T), dtype=J.dtype, device=J.device)
+    # The first term only between columns of one output: one product per
+    # output, not a full (T, T) product masked afterwards.
+    for c in torch.unique(out).tolist():
+        j = (out == c).nonzero()[:, 0]
+        Jc = J[:, j]
+        H[j[:, None], j] = Jc.T @ (h[:, c, None] * Jc)
     if p is not None:
         Jp = p[:, out] * J
         H -= Jp.T @ Jp
