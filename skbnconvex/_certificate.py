@@ -52,13 +52,14 @@ needs the rows of ``Y - lam'`` on the simplex, which one global scale keeps.
 # Authors: the skbnconvex developers
 # License: BSD 3 clause
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ._nnls import nnls
-from ._patterns import enumerate_patterns, max_patterns, sample_patterns, unique_patterns
+from ._patterns import enumerate_patterns, max_patterns, sample_patterns
 
 # Largest pattern count for which the automatic mode enumerates (the default
 # cap of enumerate_patterns).
@@ -184,8 +185,12 @@ def _upper_bounds(Ut, D, lam):
     """
     n, C = lam.shape
     cols = max(1, _CHUNK_ENTRIES // (n * C))
-    parts = [_upper_bounds_chunk(Ut, D[:, a:a + cols], lam) for a in range(0, D.shape[1], cols)]
-    return np.concatenate([u for u, _ in parts], axis=2), np.concatenate([g for _, g in parts], axis=1)
+    parts = [
+        _upper_bounds_chunk(Ut, D[:, a:a + cols], lam)
+        for a in range(0, D.shape[1], cols)
+    ]
+    return (np.concatenate([u for u, _ in parts], axis=2),
+            np.concatenate([g for _, g in parts], axis=1))
 
 
 def _upper_bounds_chunk(Ut, D, lam):
@@ -230,9 +235,16 @@ class _Scorer:
         self.best = np.zeros(self.C)
         self.best_z = np.zeros((self.C, 2, Ut.shape[1]))
         self.best_sign_value = np.zeros((self.C, 2))
-        self.D = np.zeros((Ut.shape[0], 0), bool)
+        # Candidates are numbered in the order seen. Only their hashes are
+        # kept (to skip repeats), and the columns of those solved exactly
+        # (the only ones that can be violators or seed flips): a search sees
+        # some 10^5 candidates of n entries each (letter: 1.6 GB as an
+        # array, re-stacked at every stage before).
+        self._seen = set()
+        self._columns = {}
+        self.n_seen = 0
         self.pattern_score = np.zeros(0)
-        self.solved = []  # (value, c, sign, column index in self.D, active)
+        self.solved = []  # (value, c, sign, candidate number, active)
         self.n_checked = 0
         # The n_keep best pattern scores, by column: the bar a candidate must
         # clear to enter the list of violators.
@@ -263,11 +275,11 @@ class _Scorer:
         more), with at most ``max_checks`` exact projections (default: the
         scorer's cap).
         """
-        D = unique_patterns(D, exclude=self.D)
+        D = self._new(D)
         if D.shape[1] == 0:
             return 0
-        offset = self.D.shape[1]
-        self.D = np.hstack([self.D, D])
+        offset = self.n_seen
+        self.n_seen += D.shape[1]
         self.pattern_score = np.concatenate([self.pattern_score, np.zeros(D.shape[1])])
         outputs = range(self.C) if output is None else [output]
         ub, G = _upper_bounds(self.Ut, D, self.lam[:, list(outputs)])
@@ -288,6 +300,7 @@ class _Scorer:
                 value, z, active = _cone_projection(self.Ut, D[:, p], g)
                 self.n_checked += 1
                 q = offset + p
+                self._columns[q] = D[:, p]
                 self.solved.append((value, c, s, q, active))
                 self._record(q, value)
                 if value > self.best[c]:
@@ -306,7 +319,29 @@ class _Scorer:
         s = self.pattern_score
         idx = np.flatnonzero(s > self.beta * (1.0 + margin))
         idx = idx[np.argsort(-s[idx], kind="stable")][: self.n_keep]
-        return self.D[:, idx], s[idx]
+        if len(idx) == 0:
+            return np.zeros((self.Ut.shape[0], 0), bool), s[idx]
+        return np.column_stack([self._columns[q] for q in idx]), s[idx]
+
+    def column(self, q):
+        """Candidate ``q`` (one that was solved exactly)."""
+        return self._columns[q]
+
+    def _new(self, D):
+        """The columns of ``D`` not seen before and not empty, first
+        occurrences in order."""
+        D = np.asarray(D, dtype=bool)
+        keys = np.packbits(D, axis=0).T
+        keep = []
+        for j, key in enumerate(keys):
+            # A 128-bit digest: a collision (which would skip a pattern) is
+            # about as likely as 2^-90 for 10^5 candidates.
+            h = hashlib.blake2b(key.tobytes(), digest_size=16).digest()
+            if h not in self._seen:
+                self._seen.add(h)
+                keep.append(j)
+        D = D[:, keep]
+        return D[:, D.any(axis=0)]
 
 
 def _ascent(Ut, lam, starts, n_iter):
@@ -476,7 +511,7 @@ def optimality_certificate(
         for _ in range(n_flip_rounds):
             before = scorer.best.copy()
             neighbours = [
-                _flip_neighbours(scorer.D[:, q], active)
+                _flip_neighbours(scorer.column(q), active)
                 for _, _, _, q, active in scorer.top_solved(max(n_violators, 10))
             ]
             added = scorer.add(np.hstack(neighbours)) if neighbours else 0

@@ -343,3 +343,30 @@ def test_closed_form_rejects_low_rank():
     Ut = whiten(np.random.default_rng(0).standard_normal((10, 3))).Ut
     with pytest.raises(ValueError, match="square"):
         closed_form_solution(Ut, np.ones((10, 1)), 0.1)
+
+
+def test_search_skips_candidates_seen_before():
+    """The scorer keeps digests, not columns: repeats and empty patterns are
+    dropped, first occurrences kept in order (as unique_patterns does)."""
+    from skbnconvex._certificate import _Scorer
+    from skbnconvex._patterns import unique_patterns
+
+    rng = np.random.default_rng(6)
+    n = 19
+    Ut = whiten(rng.standard_normal((n, 3))).Ut
+    scorer = _Scorer(Ut, rng.standard_normal((n, 2)), 0.1, n_keep=5)
+    D1 = rng.random((n, 12)) < 0.5
+    D1[:, 3] = D1[:, 7]
+    D1[:, 5] = False
+    assert scorer.add(D1) == unique_patterns(D1).shape[1] == 10
+    D2 = np.column_stack([D1[:, :4], rng.random((n, 6)) < 0.5, D1[:, 4:6]])
+    expected = unique_patterns(D2, exclude=D1)
+    assert scorer.add(D2) == expected.shape[1] == 6
+    assert scorer.n_seen == 16
+    # Violators are columns of the candidates, as scored.
+    D_viol, scores = scorer.violators(0.0)
+    known = np.column_stack([D1, D2])
+    assert D_viol.shape[1] == 5
+    for j in range(D_viol.shape[1]):
+        assert (known == D_viol[:, [j]]).all(axis=0).any()
+    assert np.all(np.diff(scores) <= 0)
