@@ -355,14 +355,16 @@ def test_search_skips_candidates_seen_before():
     n = 19
     Ut = whiten(rng.standard_normal((n, 3))).Ut
     scorer = _Scorer(Ut, rng.standard_normal((n, 2)), 0.1, n_keep=5)
-    D1 = rng.random((n, 12)) < 0.5
+    # Arrangement patterns (with non-empty cones), a repeat and an empty one.
+    D = sample_patterns(Ut, 16, random_state=0)
+    D1 = D[:, :12].copy()
     D1[:, 3] = D1[:, 7]
     D1[:, 5] = False
     assert scorer.add(D1) == unique_patterns(D1).shape[1] == 10
-    D2 = np.column_stack([D1[:, :4], rng.random((n, 6)) < 0.5, D1[:, 4:6]])
+    D2 = np.column_stack([D1[:, :4], D[:, 12:], D[:, 5], D1[:, 4:6]])
     expected = unique_patterns(D2, exclude=D1)
-    assert scorer.add(D2) == expected.shape[1] == 6
-    assert scorer.n_seen == 16
+    assert scorer.add(D2) == expected.shape[1] == 5
+    assert scorer.n_seen == 15
     # Violators are columns of the candidates, as scored.
     D_viol, scores = scorer.violators(0.0)
     known = np.column_stack([D1, D2])
