@@ -76,8 +76,9 @@ multipliers, ``\mu = (-K g)_+`` refined by projected gradient) and from
 exact projections, evaluated lazily from the largest bound down and only
 while a certificate is within reach (on large problems the refinement
 too: at the zero start of letter, 26 624 blocks of 16 000 rows, refining
-every bound took 130 s and is not needed to choose the working set). Then ``\lambda \min(1, \beta / M)``
-is dual feasible and its dual value ``D`` is a lower bound of the optimum.
+every bound took 130 s and is not needed to choose the working set).
+Then ``\lambda \min(1, \beta / M)`` is dual feasible and its dual value
+``D`` is a lower bound of the optimum.
 The solver stops when the relative duality gap ``(P - D) / P \le tol``;
 the iterates are in their cones up to round-off (relative violation about
 ``1e-14`` in float64), so the violation condition of ``tol`` holds too.
@@ -724,7 +725,8 @@ class _WorkingSet:
         else:
             entries = C * dim**2
         # Every Newton step forms the loss Hessian, n * entries operations.
-        if entries > _BARRIER_ENTRIES_MAX or self.Dt.shape[1] * entries > _BARRIER_FLOPS_MAX:
+        flops = self.Dt.shape[1] * entries
+        if entries > _BARRIER_ENTRIES_MAX or flops > _BARRIER_FLOPS_MAX:
             return None
         Z = prob.interior(self.ws)
         if Z is None:
