@@ -167,10 +167,36 @@ def _cone_projection(Ut, d, g):
     is positive (the hyperplanes the maximiser lies on).
     """
     A = Ut * np.where(d, 1.0, -1.0)[:, None]
-    mu, value = nnls(A.T, -g)
+    n, k = A.shape
+    # NNLS on a working set of rows: a subset of the rows defines a larger
+    # cone, whose projection is that onto K as soon as it satisfies the
+    # other rows. Starting from the most violated rows, the few active ones
+    # (at most k) are found with small problems instead of one with n
+    # variables (letter: 16 000, tens of milliseconds per projection).
+    Ag = A @ g
+    gnorm = np.linalg.norm(g)
+    rows = np.zeros(n, dtype=bool)
+    first = min(4 * k, n)
+    rows[np.argpartition(Ag, first - 1)[:first]] = True
+    rows &= Ag < 0
+    mu = np.zeros(n)
+    while True:
+        idx = np.flatnonzero(rows)
+        mu[:] = 0.0
+        if len(idx):
+            mu[idx], _ = nnls(A[idx].T, -g)
+        z = g + A[idx].T @ mu[idx]
+        Az = A @ z
+        # Round-off of the zero entries (rows of A have norms <= 1).
+        new = (Az < -1e-13 * gnorm) & ~rows
+        if not new.any():
+            break
+        worst = np.flatnonzero(new)
+        rows[worst[np.argsort(Az[worst], kind="stable")[: 4 * k]]] = True
+    value = float(np.linalg.norm(z))
     if value <= 0:
         return 0.0, np.zeros_like(g), mu > 0
-    return float(value), (g + A.T @ mu) / value, mu > 0
+    return value, z / value, mu > 0
 
 
 def _upper_bounds(Ut, D, lam):

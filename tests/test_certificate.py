@@ -372,3 +372,26 @@ def test_search_skips_candidates_seen_before():
     for j in range(D_viol.shape[1]):
         assert (known == D_viol[:, [j]]).all(axis=0).any()
     assert np.all(np.diff(scores) <= 0)
+
+
+@pytest.mark.parametrize("n, d", [(12, 3), (2000, 6)])
+def test_cone_projection_on_row_working_sets(n, d):
+    """The projection from working sets of rows equals a single NNLS over
+    all n rows (scipy), value and maximiser; its active rows are tight."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    from skbnconvex._certificate import _cone_projection
+
+    rng = np.random.default_rng(7)
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    D = sample_patterns(Ut, 15, random_state=0)
+    for p in range(D.shape[1]):
+        g = rng.standard_normal(d + 1)
+        A = Ut * np.where(D[:, p], 1.0, -1.0)[:, None]
+        mu, dist = scipy_nnls(A.T, -g, maxiter=100 * n)
+        value, z, active = _cone_projection(Ut, D[:, p], g)
+        assert value == pytest.approx(dist, rel=1e-9, abs=1e-12)
+        if dist > 1e-9:
+            np.testing.assert_allclose(value * z, g + A.T @ mu, atol=1e-9)
+            assert np.all(A @ z >= -1e-10)
+            np.testing.assert_allclose(A[active] @ z, 0.0, atol=1e-10)
