@@ -204,39 +204,32 @@ def _upper_bounds(Ut, D, lam):
 
     Returns an array of shape ``(n_outputs, 2, n_patterns)`` (sign ``+`` for
     ``lam``, ``-`` for ``-lam``): the norm of the projection onto the most
-    violated single half-space, which contains the cone; and the gradients
-    ``G`` (n_outputs, n_patterns, k). Runs in chunks of patterns so that
-    its ``(n_outputs, n, patterns)`` temporaries stay within
-    ``_CHUNK_ENTRIES`` (letter: 26 outputs, 16 000 rows).
+    violated single half-space, which contains the cone,
+    ``||P_K(g)||^2 <= ||g||^2 - max_j (a_j^T g)_-^2 / ||a_j||^2``; and the
+    gradients ``G`` (n_outputs, n_patterns, k). One output at a time, in
+    chunks of patterns so that the ``(n, patterns)`` temporaries stay
+    within ``_CHUNK_ENTRIES``.
     """
     n, C = lam.shape
-    cols = max(1, _CHUNK_ENTRIES // (n * C))
-    parts = [
-        _upper_bounds_chunk(Ut, D[:, a:a + cols], lam)
-        for a in range(0, D.shape[1], cols)
-    ]
-    return (np.concatenate([u for u, _ in parts], axis=2),
-            np.concatenate([g for _, g in parts], axis=1))
-
-
-def _upper_bounds_chunk(Ut, D, lam):
-    """:func:`_upper_bounds` on one chunk of patterns."""
-    Df = D.astype(np.float64)
-    # G[c, p] = Ut^T D_p lam_c
-    G = np.einsum("nk,np,nc->cpk", Ut, Df, lam, optimize=True)
-    sq = np.einsum("cpk,cpk->cp", G, G)
-    # Row j of A = (2 D_j - 1) u_j; its inner product with +-g.
-    S = np.where(D, 1.0, -1.0)  # (n, P)
-    row_norm2 = np.einsum("nk,nk->n", Ut, Ut)
-    row_norm2 = np.where(row_norm2 > 0, row_norm2, np.inf)
-    AG = S[None] * np.einsum("nk,cpk->cnp", Ut, G)  # (C, n, P)
-    # For +g the violated rows have AG < 0; for -g, AG > 0.
-    cut_plus = np.max(np.minimum(AG, 0.0) ** 2 / row_norm2[None, :, None], axis=1)
-    cut_minus = np.max(np.maximum(AG, 0.0) ** 2 / row_norm2[None, :, None], axis=1)
-    ub = np.stack(
-        [np.sqrt(np.maximum(sq - cut_plus, 0.0)), np.sqrt(np.maximum(sq - cut_minus, 0.0))],
-        axis=1,
-    )
+    P, k = D.shape[1], Ut.shape[1]
+    row_norm = np.sqrt(np.einsum("nk,nk->n", Ut, Ut))
+    # Rows scaled to unit norm (zero rows cut nothing).
+    Ut_unit = Ut / np.where(row_norm > 0, row_norm, np.inf)[:, None]
+    ub = np.empty((C, 2, P))
+    G = np.empty((C, P, k))
+    cols = max(1, _CHUNK_ENTRIES // n)
+    for a in range(0, P, cols):
+        sl = slice(a, a + cols)
+        Df = D[:, sl].astype(np.float64)
+        S = 2.0 * Df - 1.0  # row j of A is (2 D_j - 1) u_j
+        for c in range(C):
+            Gc = (Ut * lam[:, c, None]).T @ Df  # (k, chunk): Ut^T D_p lam_c
+            G[c, sl] = Gc.T
+            AG = S * (Ut_unit @ Gc)  # a_j^T g / ||a_j||
+            sq = np.einsum("kp,kp->p", Gc, Gc)
+            # For +g the violated rows have AG < 0; for -g, AG > 0.
+            ub[c, 0, sl] = np.sqrt(np.maximum(sq - np.minimum(AG.min(axis=0), 0.0) ** 2, 0.0))
+            ub[c, 1, sl] = np.sqrt(np.maximum(sq - np.maximum(AG.max(axis=0), 0.0) ** 2, 0.0))
     return ub, G
 
 
@@ -357,7 +350,7 @@ class _Scorer:
         """The columns of ``D`` not seen before and not empty, first
         occurrences in order."""
         D = np.asarray(D, dtype=bool)
-        keys = np.packbits(D, axis=0).T
+        keys = np.packbits(D.T, axis=1)  # one contiguous row per pattern
         keep = []
         for j, key in enumerate(keys):
             # A 128-bit digest: a collision (which would skip a pattern) is

@@ -168,11 +168,18 @@ def test_cheap_bounds_in_chunks(monkeypatch):
     ub_c, G_c = cert._upper_bounds(Ut, D, lam)
     np.testing.assert_allclose(ub_c, ub, rtol=1e-13)
     np.testing.assert_allclose(G_c, G, rtol=1e-13)
-    # And they are upper bounds of the exact projection norms (NNLS).
+    # They are the half-space bounds, written out here one by one, and upper
+    # bounds of the exact projection norms (NNLS).
     for c in range(C):
         for p in range(D.shape[1]):
-            value, _, _ = cert._cone_projection(Ut, D[:, p], G[c, p])
-            assert value <= ub[c, 0, p] * (1 + 1e-10) + 1e-12
+            g = Ut.T @ (D[:, p] * lam[:, c])
+            np.testing.assert_allclose(G[c, p], g, atol=1e-12)
+            A = Ut * np.where(D[:, p], 1.0, -1.0)[:, None]
+            for s, sign in enumerate((1.0, -1.0)):
+                cut = np.max(np.minimum(A @ (sign * g), 0.0) ** 2 / np.sum(A * A, 1))
+                assert ub[c, s, p] == pytest.approx(np.sqrt(max(g @ g - cut, 0.0)), abs=1e-12)
+                value, _, _ = cert._cone_projection(Ut, D[:, p], sign * g)
+                assert value <= ub[c, s, p] * (1 + 1e-10) + 1e-12
 
 
 # ---------------------------------------------------------------------------
