@@ -228,8 +228,10 @@ def _upper_bounds(Ut, D, lam):
             AG = S * (Ut_unit @ Gc)  # a_j^T g / ||a_j||
             sq = np.einsum("kp,kp->p", Gc, Gc)
             # For +g the violated rows have AG < 0; for -g, AG > 0.
-            ub[c, 0, sl] = np.sqrt(np.maximum(sq - np.minimum(AG.min(axis=0), 0.0) ** 2, 0.0))
-            ub[c, 1, sl] = np.sqrt(np.maximum(sq - np.maximum(AG.max(axis=0), 0.0) ** 2, 0.0))
+            cut_plus = np.minimum(AG.min(axis=0), 0.0) ** 2
+            cut_minus = np.maximum(AG.max(axis=0), 0.0) ** 2
+            ub[c, 0, sl] = np.sqrt(np.maximum(sq - cut_plus, 0.0))
+            ub[c, 1, sl] = np.sqrt(np.maximum(sq - cut_minus, 0.0))
     return ub, G
 
 
@@ -254,7 +256,7 @@ class _Scorer:
         self.best = np.zeros(self.C)
         self.best_z = np.zeros((self.C, 2, Ut.shape[1]))
         self.best_sign_value = np.zeros((self.C, 2))
-        # Candidates are numbered in the order seen. Only their hashes are
+        # Candidates are numbered in the order seen. Only their digests are
         # kept (to skip repeats), and the columns of those solved exactly
         # (the only ones that can be violators or seed flips): a search sees
         # some 10^5 candidates of n entries each (letter: 1.6 GB as an
@@ -347,8 +349,7 @@ class _Scorer:
         return self._columns[q]
 
     def _new(self, D):
-        """The columns of ``D`` not seen before and not empty, first
-        occurrences in order."""
+        """Columns of ``D`` not seen before and not empty, in order."""
         D = np.asarray(D, dtype=bool)
         keys = np.packbits(D.T, axis=1)  # one contiguous row per pattern
         keep = []
