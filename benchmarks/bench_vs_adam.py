@@ -9,7 +9,8 @@ objectives, the estimated gap and the wall times, measured in one run.
 
 Run from the repository root (datasets from ../shared/data)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_vs_adam.py [--solver torch]
+    OMP_NUM_THREADS=2 python benchmarks/bench_vs_adam.py [--solver torch] \
+        [--datasets synthetic breast_cancer wine_red]
 """
 
 import argparse
@@ -50,6 +51,11 @@ def wine_red():
     return "wine red n=1599 d=11 (regression)", X, (y - y.mean()) / y.std(), "reg"
 
 
+DATASETS = {
+    "synthetic": synthetic, "breast_cancer": breast_cancer, "wine_red": wine_red,
+}
+
+
 def adam_best(X, Y, loss, alpha, width, n_steps, seeds):
     best, total = np.inf, 0.0
     for lr in (3e-3, 1e-2, 3e-2):
@@ -69,6 +75,8 @@ def main():
     parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--adam-steps", type=int, default=3000)
     parser.add_argument("--adam-seeds", type=int, default=4)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS),
+                        choices=list(DATASETS))
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     warnings.simplefilter("ignore")
@@ -78,7 +86,7 @@ def main():
     header = (f"{'dataset':42} {'fit':22} {'objective':>11} {'neurons':>7} "
               f"{'patterns':>8} {'gap est.':>9} {'time s':>7}")
     print(header)
-    for name, X, y, kind in (synthetic(), breast_cancer(), wine_red()):
+    for name, X, y, kind in (DATASETS[key]() for key in args.datasets):
         X = StandardScaler().fit_transform(X)
         alpha = 1.0
         Est = ConvexBNReLUClassifier if kind == "clf" else ConvexBNReLURegressor
