@@ -592,7 +592,8 @@ class _Faces:
             return bound, known
         bound[idx] = torch.minimum(bound[idx], self.face_bound(gidx[idx], g[idx]))
         idx = idx[bound[idx] > known]
-        if len(idx) * self.n <= _REFINE_ALL_ENTRIES:
+        refine_all = len(idx) * self.n <= _REFINE_ALL_ENTRIES
+        if refine_all:
             # Cheap enough: every candidate refined, so that the scores that
             # choose the next working set are tight too.
             bound[idx] = _refine_bounds(prob, g[idx], gidx[idx] % self.P, bound[idx])
@@ -607,9 +608,10 @@ class _Faces:
             # Small batches first: the largest values often settle the gap.
             size = max(min_exact - start, _BATCH, start)
             batch = idx[start: start + size]
-            bound[batch] = _refine_bounds(
-                prob, g[batch], gidx[batch] % self.P, bound[batch]
-            )
+            if not refine_all:
+                bound[batch] = _refine_bounds(
+                    prob, g[batch], gidx[batch] % self.P, bound[batch]
+                )
             batch = batch[bound[batch] > known]
             if len(batch):
                 _, ub = self.project_exact(
