@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._nnls import nnls
+from ._nnls import cone_projection_on_rows
 from ._patterns import enumerate_patterns, max_patterns, sample_patterns
 
 # Largest pattern count for which the automatic mode enumerates (the default
@@ -168,31 +168,16 @@ def _cone_projection(Ut, d, g):
     """
     A = Ut * np.where(d, 1.0, -1.0)[:, None]
     n, k = A.shape
-    # NNLS on a working set of rows: a subset of the rows defines a larger
-    # cone, whose projection is that onto K as soon as it satisfies the
-    # other rows. Starting from the most violated rows, the few active ones
-    # (at most k) are found with small problems instead of one with n
-    # variables (letter: 16 000, tens of milliseconds per projection).
+    # NNLS on growing sets of rows from the 4k most violated (letter: one
+    # NNLS with 16 000 variables took 46 ms, this 5 ms).
     Ag = A @ g
-    gnorm = np.linalg.norm(g)
     rows = np.zeros(n, dtype=bool)
     first = min(4 * k, n)
     rows[np.argpartition(Ag, first - 1)[:first]] = True
-    rows &= Ag < 0
-    mu = np.zeros(n)
-    while True:
-        idx = np.flatnonzero(rows)
-        mu[:] = 0.0
-        if len(idx):
-            mu[idx], _ = nnls(A[idx].T, -g)
-        z = g + A[idx].T @ mu[idx]
-        Az = A @ z
-        # Round-off of the zero entries (rows of A have norms <= 1).
-        new = (Az < -1e-13 * gnorm) & ~rows
-        if not new.any():
-            break
-        worst = np.flatnonzero(new)
-        rows[worst[np.argsort(Az[worst], kind="stable")[: 4 * k]]] = True
+    # Round-off of the zero entries (rows of A have norms <= 1).
+    z, mu = cone_projection_on_rows(
+        A, g, rows & (Ag < 0), tol=1e-13 * np.linalg.norm(g), max_add=4 * k
+    )
     value = float(np.linalg.norm(z))
     if value <= 0:
         return 0.0, np.zeros_like(g), mu > 0

@@ -54,3 +54,50 @@ def nnls(A, b):
                        tol=1e-14).x
         x = np.maximum(x, 0.0)
     return x, float(np.linalg.norm(A @ x - b))
+
+
+def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None):
+    """Project ``g`` onto ``{z : A z >= 0}`` by NNLS on growing sets of rows.
+
+    The projection is ``g + A^T mu`` with ``mu >= 0`` minimising
+    ``||g + A^T mu||`` (Moreau). The rows ``J`` of a subset define a larger
+    cone, whose projection ``g + A_J^T mu_J`` is the projection onto the
+    whole cone as soon as it satisfies the other rows: starting from
+    ``rows``, the violated rows (``A z < -tol``; the ``max_add`` most
+    violated, default all) are added until none is. Only the few active
+    rows ever enter a small NNLS problem, instead of one with ``n``
+    variables.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n, k)
+    g : ndarray of shape (k,)
+    rows : ndarray of bool, shape (n,)
+        The first set of rows.
+    tol : float, default=0.0
+        Violation below which a row is taken as satisfied (round-off).
+    max_add : int, default=None
+        Most rows added per step.
+
+    Returns
+    -------
+    z : ndarray of shape (k,)
+        The projection.
+    mu : ndarray of shape (n,)
+        Its multipliers (zero outside the final rows).
+    """
+    rows = np.array(rows, dtype=bool)
+    mu = np.zeros(A.shape[0])
+    while True:
+        idx = np.flatnonzero(rows)
+        mu[:] = 0.0
+        if len(idx):
+            mu[idx], _ = nnls(A[idx].T, -g)
+        z = g + A[idx].T @ mu[idx]
+        Az = A @ z
+        new = np.flatnonzero((Az < -tol) & ~rows)
+        if not len(new):
+            return z, mu
+        if max_add is not None:
+            new = new[np.argsort(Az[new], kind="stable")[:max_add]]
+        rows[new] = True

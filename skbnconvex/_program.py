@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._nnls import nnls
+from ._nnls import cone_projection_on_rows
 
 
 @dataclass
@@ -129,14 +129,6 @@ class ConvexProgram:
                 if u.min() >= 0:
                     continue
                 K = S[:, i, None] * self.Ut
-                rows = u < 1e-6 * norms[c, i]
-                for _ in range(self.n_samples):
-                    mu, _ = nnls(K[rows].T, -w)
-                    z = w + K[rows].T @ mu
-                    violated = (K @ z < 0) & ~rows
-                    if not violated.any():
-                        break
-                    rows |= violated
-                W[c, i] = z
+                W[c, i], _ = cone_projection_on_rows(K, w, u < 1e-6 * norms[c, i])
             out.append(W)
         return tuple(out)
