@@ -811,8 +811,8 @@ class _WorkingSet:
                     if bar is not None:
                         bar.update(n_steps)
                     F_b = prob.predict(W_b, self.Dt)
-                    p_b, gap_b, bound_b = self.certificate(W_b, F_b, target)
-                    if p_b < primal:
+                    if prob.objective(W_b, F_b) < primal:
+                        p_b, gap_b, bound_b = self.certificate(W_b, F_b, target)
                         W, F_W, Yk, F_Y, t = W_b, F_b, W_b, F_b, 1.0
                         primal, gap, bound = p_b, gap_b, bound_b
                         if gap <= target or used >= max_iter:
@@ -824,14 +824,15 @@ class _WorkingSet:
                 tried = struct
                 W_n, n_steps = _newton(self, W, struct)
                 used += n_steps
-                if W_n is not None:
-                    F_n = prob.predict(W_n, self.Dt)
+                F_n = None if W_n is None else prob.predict(W_n, self.Dt)
+                # A wrong guess of the faces is refused on its objective
+                # alone, before the cost of a certificate.
+                if F_n is not None and prob.objective(W_n, F_n) < primal:
                     p_n, gap_n, bound_n = self.certificate(W_n, F_n, target)
-                    if p_n < primal:
-                        W, F_W, Yk, F_Y, t = W_n, F_n, W_n, F_n, 1.0
-                        primal, gap, bound = p_n, gap_n, bound_n
-                        if gap <= target:
-                            break
+                    W, F_W, Yk, F_Y, t = W_n, F_n, W_n, F_n, 1.0
+                    primal, gap, bound = p_n, gap_n, bound_n
+                    if gap <= target:
+                        break
             n_in = min(_CHECK_EVERY, max_iter - used)
             for _ in range(n_in):
                 r = _loss_grad(prob.loss, F_Y, prob.Y)
