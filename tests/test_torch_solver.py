@@ -161,3 +161,55 @@ def test_medium_matches_clarabel(loss):
     assert res.objective <= ref.objective + 1e-6 * abs(ref.objective)
     if ref.converged:
         assert abs(res.objective - ref.objective) <= 1e-6 * abs(ref.objective)
+
+
+def test_newton_drops_a_block_and_converges():
+    """The face Newton step drops a block whose optimum is zero and goes on.
+
+    From a point on the optimal faces of a program plus one extra non-zero
+    block (feasible, small, outside the optimal support), Newton must
+    drive that block out and return to the optimum in a few steps. (It used
+    to spend its whole step budget re-dropping the block it had removed.)
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
+    res = solve_torch(prog, tol=1e-11, max_iter=50000)
+    assert res.converged, res.message
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    P, k = prog.n_patterns, prog.k
+    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
+    wset = T._WorkingSet(prob, faces, torch.arange(P), W, 1)
+    # The optimal faces: those of the projected dual vectors of the support
+    # (P_C(g_b) is parallel to the optimal w_b).
+    F = prob.predict(W, wset.Dt)
+    g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt).reshape(-1, k)
+    flat = W.reshape(-1, k)
+    supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
+    faces.project_exact(wset.gidx[supp], g[supp], faces.steps)
+    # An extra block whose dual constraint is slack (its optimum is zero),
+    # set to a small point of its cone.
+    slack = torch.ones(len(flat), dtype=torch.bool)
+    slack[supp] = False
+    cand = slack.nonzero()[:, 0]
+    proj, _ = faces.project_exact(wset.gidx[cand], g[cand], faces.steps)
+    nrm = torch.linalg.vector_norm(proj, dim=-1)
+    j = int(torch.argmax(torch.where(nrm < 0.9 * prob.beta, nrm, -1.0)))
+    assert 0 < float(nrm[j]) < 0.9 * prob.beta
+    scale = 1e-3 * float(torch.linalg.vector_norm(flat[supp], dim=-1).mean())
+    # The support is moved off the optimum along its faces (cones are
+    # closed under scaling), so that Newton has work left after the drop.
+    W1 = flat.clone()
+    W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
+    W1[cand[j]] = proj[j] / nrm[j] * scale
+    faces.R[wset.gidx[cand[j]]] = 0
+    faces.V[wset.gidx[cand[j]]] = False
+    W1 = W1.view_as(W)
+    assert prob.objective(W1, prob.predict(W1, wset.Dt)) > res.objective
+    W_n, steps = T._newton(wset, W1, wset.structure(W1))
+    assert W_n is not None
+    assert float(torch.linalg.vector_norm(W_n.reshape(-1, k)[cand[j]])) == 0.0
+    obj = prob.objective(W_n, prob.predict(W_n, wset.Dt))
+    assert obj == pytest.approx(res.objective, rel=1e-9)
+    assert steps < T._NEWTON_MAX // 2

@@ -974,7 +974,8 @@ def _newton(wset, W, struct):
         d[ia] = da
         # A block that the full step would send through zero is where the
         # smooth model is wrong: it leaves (zero is its likely optimum).
-        cross = torch.zeros(nb, **f64).index_add_(0, blk, x * (x + d)) <= 0
+        # (Blocks that have left are zero and stay out of the test.)
+        cross = (torch.zeros(nb, **f64).index_add_(0, blk, x * (x + d)) <= 0) & (nr > 0)
         if bool(cross.any()):
             alive &= ~cross[blk]
             x = x * alive
