@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 
 from skbnconvex._losses import BinaryLogLoss, MultinomialLogLoss, SquaredLoss
@@ -163,13 +164,17 @@ def test_medium_matches_clarabel(loss):
         assert abs(res.objective - ref.objective) <= 1e-6 * abs(ref.objective)
 
 
-def test_newton_drops_a_block_and_converges():
+@pytest.mark.parametrize("extra_face", ["whole cone", "zero"])
+def test_newton_drops_a_block_and_converges(extra_face):
     """The face Newton step drops a block whose optimum is zero and goes on.
 
     From a point on the optimal faces of a program plus one extra non-zero
     block (feasible, small, outside the optimal support), Newton must
-    drive that block out and return to the optimum in a few steps. (It used
-    to spend its whole step budget re-dropping the block it had removed.)
+    drive that block out and return to the optimum in a few steps. The
+    extra block's guessed face is its whole cone (no active rows: Newton
+    drives it through zero) or ``{0}`` (k independent active rows: it has
+    no free direction). It used to spend its whole step budget re-dropping
+    a block it had removed, and to give up on a ``{0}`` face.
     """
     from skbnconvex._solvers import _torch as T
 
@@ -203,8 +208,16 @@ def test_newton_drops_a_block_and_converges():
     W1 = flat.clone()
     W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
     W1[cand[j]] = proj[j] / nrm[j] * scale
-    faces.R[wset.gidx[cand[j]]] = 0
-    faces.V[wset.gidx[cand[j]]] = False
+    gj = wset.gidx[cand[j]]
+    faces.R[gj] = 0
+    faces.V[gj] = False
+    if extra_face == "zero":
+        # k linearly independent rows of the block's cone (pivoted QR).
+        pat = int(cand[j]) % P
+        K = prob.S_np[:, pat, None] * prob.Ut_np
+        rows = np.sort(scipy.linalg.qr(K.T, pivoting=True)[2][:k])
+        faces.R[gj] = torch.as_tensor(rows)
+        faces.V[gj] = True
     W1 = W1.view_as(W)
     assert prob.objective(W1, prob.predict(W1, wset.Dt)) > res.objective
     W_n, steps = T._newton(wset, W1, wset.structure(W1))

@@ -904,12 +904,12 @@ def _newton(wset, W, struct):
             N = U_[:, rank:]
         else:
             N = np.eye(k)
-        if N.shape[1] == 0:
-            return None, 0
+        # A block whose face is {0} (k independent active rows) is zero on
+        # it: it gets no columns and leaves.
         bases.append(N)
         cols_blk += [j] * N.shape[1]
     T = len(cols_blk)
-    if T > _NEWTON_DIM_MAX:
+    if T == 0 or T > _NEWTON_DIM_MAX:
         return None, 0
     Ncat = torch.as_tensor(np.hstack(bases), **f64)  # (k, T)
     blk = torch.as_tensor(cols_blk, device=dev)
