@@ -107,6 +107,27 @@ def test_cone_interior():
     assert cone_interior(Ut2, s2)[0] is None
 
 
+def test_cone_interior_cutting_planes_match_the_full_program():
+    """Cutting planes reach the optimum of the LP over all rows."""
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(1)
+    Ut = whiten(rng.standard_normal((3000, 6))).Ut
+    n, k = Ut.shape
+    D = sample_patterns(Ut, 4, np.random.RandomState(1))
+    for i in range(D.shape[1]):
+        s = np.where(D[:, i], 1.0, -1.0)
+        K = s[:, None] * Ut
+        cost = np.zeros(k + 1)
+        cost[-1] = -1.0
+        full = linprog(cost, A_ub=np.hstack([-K, np.ones((n, 1))]), b_ub=np.zeros(n),
+                       bounds=[(-1.0, 1.0)] * k + [(None, 1.0)], method="highs")
+        z, margin = cone_interior(Ut, s)
+        # The LP's value is max_z min_j K_j z / |z|_inf.
+        assert margin / np.abs(z).max() == pytest.approx(-full.fun, rel=1e-7)
+        assert (K @ z).min() == pytest.approx(margin)
+
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-C{c[1]}")
 def test_solver_with_barrier_at_once_matches_clarabel(
     references, case, monkeypatch  # noqa: F811 (fixture)

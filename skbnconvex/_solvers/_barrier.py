@@ -93,7 +93,11 @@ def cone_interior(Ut, signs):
     """Unit vector ``z`` deepest inside ``{z : diag(signs) Ut z >= 0}``.
 
     Solves the linear program ``max s`` subject to ``diag(signs) Ut z >= s``
-    and ``|z|_inf <= 1`` (HiGHS).
+    and ``|z|_inf <= 1`` (HiGHS) by cutting planes: on a set of rows that
+    grows by the most violated ones until its solution satisfies all rows
+    (a relaxation whose solution is feasible is optimal). Few rows bind,
+    so the programs stay small (CASP, 45 730 rows: 0.5 s per cone with all
+    rows in one program).
 
     Parameters
     ----------
@@ -113,15 +117,27 @@ def cone_interior(Ut, signs):
     K = signs[:, None] * Ut
     cost = np.zeros(k + 1)
     cost[-1] = -1.0
-    res = linprog(
-        cost,
-        A_ub=np.hstack([-K, np.ones((n, 1))]),
-        b_ub=np.zeros(n),
-        bounds=[(-1.0, 1.0)] * k + [(None, 1.0)],
-        method="highs",
-    )
-    if res.status != 0:
-        return None, 0.0
+    batch = min(n, 4 * k)
+    # First rows: those least satisfied by the mean of the rows.
+    rows = np.zeros(n, dtype=bool)
+    rows[np.argpartition(K @ K.sum(0), batch - 1)[:batch]] = True
+    tol = 1e-12 * max(np.abs(K).max(), 1e-300)
+    while True:
+        idx = np.flatnonzero(rows)
+        res = linprog(
+            cost,
+            A_ub=np.hstack([-K[idx], np.ones((len(idx), 1))]),
+            b_ub=np.zeros(len(idx)),
+            bounds=[(-1.0, 1.0)] * k + [(None, 1.0)],
+            method="highs",
+        )
+        if res.status != 0:
+            return None, 0.0
+        slack = K @ res.x[:k] - res.x[k]
+        new = np.flatnonzero((slack < -tol) & ~rows)
+        if not len(new):
+            break
+        rows[new[np.argsort(slack[new])[:batch]]] = True
     z = res.x[:k]
     nrm = np.linalg.norm(z)
     if nrm == 0.0:
@@ -227,8 +243,15 @@ class _BarrierProblem:
         g = g - mu * ((self.St * self.mask / R) @ Ut)
         # Block Hessians (C, 2, m, k, k): the cone rows in the barrier, and
         # beta^2 / (mu + s) (I - beta^2 v v^T / (s (mu + s))) from psi.
-        w = (self.mask / (R * R)).reshape(-1, self.n)  # (blocks, n)
-        H = mu * ((Ut.T[None] * w[:, None, :]) @ Ut).view(V.shape + (k,))
+        # Only the few rows in the barrier contribute: a sum of outer
+        # products over them (a dense (blocks, k, n) product cost ~0.1 s
+        # per step on CASP, 45 730 rows, for some 500 rows in the barrier).
+        blk, row = self.mask.reshape(-1, self.n).nonzero(as_tuple=True)
+        u = Ut[row]  # (rows, k)
+        wgt = mu / R.reshape(-1, self.n)[blk, row] ** 2
+        H = torch.zeros((self.mask[..., 0].numel(), k, k), dtype=V.dtype, device=V.device)
+        H.index_add_(0, blk, wgt[:, None, None] * u[:, :, None] * u[:, None, :])
+        H = H.view(V.shape + (k,))
         eye = torch.eye(k, dtype=V.dtype, device=V.device)
         c1 = (b2 / (mu + sq))[..., None, None]
         c2 = (b2 / (sq * (mu + sq)))[..., None, None]
@@ -278,9 +301,18 @@ class _BarrierProblem:
         R = self.margins(V)
         dR = self.margins(dV)
         ratio = torch.where(dR < 0, -R / dR, torch.inf)
-        crossed = (ratio <= 1.0) & (self.mask == 0)
+        # The step that the rows in the barrier allow; rows outside it that
+        # the step would cross join, at most 2k per block (the first ones
+        # crossed). Joining every row that the *full* step would cross made
+        # the whole data join after a decrease of mu (CASP: 423 -> 914 596
+        # rows, nu with them, hence hundreds of Newton steps).
+        inside = torch.where(self.mask > 0, ratio, torch.inf)
+        s_in = min(1.0, float(inside.min()))
+        outside = torch.where(self.mask == 0, ratio, torch.inf)
+        first, rows = torch.topk(outside, min(self.n, 2 * self.k), dim=-1, largest=False)
+        crossed = first <= s_in
         if bool(crossed.any()):
-            self.mask = torch.where(crossed, 1.0, self.mask)
+            self.mask.scatter_(-1, rows, torch.where(crossed, 1.0, self.mask.gather(-1, rows)))
             return None
         return min(1.0, _TO_BOUNDARY * float(ratio.min()))
 
