@@ -249,7 +249,8 @@ class _BarrierProblem:
         blk, row = self.mask.reshape(-1, self.n).nonzero(as_tuple=True)
         u = Ut[row]  # (rows, k)
         wgt = mu / R.reshape(-1, self.n)[blk, row] ** 2
-        H = torch.zeros((self.mask[..., 0].numel(), k, k), dtype=V.dtype, device=V.device)
+        n_blocks = self.mask[..., 0].numel()
+        H = torch.zeros((n_blocks, k, k), dtype=V.dtype, device=V.device)
         H.index_add_(0, blk, wgt[:, None, None] * u[:, :, None] * u[:, None, :])
         H = H.view(V.shape + (k,))
         eye = torch.eye(k, dtype=V.dtype, device=V.device)
@@ -309,10 +310,13 @@ class _BarrierProblem:
         inside = torch.where(self.mask > 0, ratio, torch.inf)
         s_in = min(1.0, float(inside.min()))
         outside = torch.where(self.mask == 0, ratio, torch.inf)
-        first, rows = torch.topk(outside, min(self.n, 2 * self.k), dim=-1, largest=False)
+        first, rows = torch.topk(
+            outside, min(self.n, 2 * self.k), dim=-1, largest=False
+        )
         crossed = first <= s_in
         if bool(crossed.any()):
-            self.mask.scatter_(-1, rows, torch.where(crossed, 1.0, self.mask.gather(-1, rows)))
+            joined = torch.where(crossed, 1.0, self.mask.gather(-1, rows))
+            self.mask.scatter_(-1, rows, joined)
             return None
         return min(1.0, _TO_BOUNDARY * float(ratio.min()))
 
