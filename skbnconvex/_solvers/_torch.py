@@ -114,7 +114,7 @@ _CHECK_EVERY = 10
 # Blocks in the first batch of exact dual-bound evaluations (then doubling).
 _BATCH = 8
 # Projected-gradient steps refining the dual bounds before exact values.
-_DUAL_REFINE = 12
+_DUAL_REFINE = 24
 # Largest dual bounds evaluated exactly at a full check to estimate the gap.
 _EST_EXACT = 16
 # Largest (blocks, n) temporaries of the dual-bound refinement (entries).
