@@ -139,6 +139,9 @@ _BARRIER_ENTRIES_MAX = 2.5e7
 # entries; about a second here): beyond, the steps cost more than FISTA
 # (letter, 26 classes: 3 s per Hessian, 260 s for one working set).
 _BARRIER_FLOPS_MAX = 4e10
+# Relative decrease of the objective over _STALL_CHECKS checks below which
+# a working set is at its round-off floor.
+_FLOOR = 1e-13
 
 
 def _resolve_device(device):
@@ -692,6 +695,9 @@ class _WorkingSet:
         self.L = 1.05 * prob.Lf * max(self.A2, 1e-300)
         self.last_bound = None
         self.barrier_tried = False
+        # Set when neither FISTA nor the barrier method lowers the
+        # objective any more (see fista).
+        self.at_floor = False
 
     def certificate(self, W, F, target=0.0):
         """Objective, relative gap of the restricted program and the bounds.
@@ -779,6 +785,7 @@ class _WorkingSet:
         used = 0
         tried = None
         history = []
+        primals = []
         while True:
             primal, gap, bound = self.certificate(W, F_W, target)
             if bar is not None:
@@ -786,6 +793,17 @@ class _WorkingSet:
             if gap <= target or used >= max_iter:
                 break
             history.append(gap)
+            primals.append(primal)
+            if (
+                self.barrier_tried
+                and len(primals) > _STALL_CHECKS
+                and primals[-1 - _STALL_CHECKS] - primal <= _FLOOR * abs(primal)
+            ):
+                # The objective has stopped moving after the barrier method
+                # had its turn: the gap is at the round-off floor of the
+                # certificate (a tol of 1e-11 ran to max_iter here).
+                self.at_floor = True
+                break
             stalled = (
                 len(history) > _STALL_CHECKS
                 and gap > 0.1 * history[-1 - _STALL_CHECKS]
@@ -1149,9 +1167,13 @@ def solve_torch(
     wset = None
     ws_size = min(P, _WS_START)
     message = ""
+    floor_primal = None
+    best = (np.inf, None)  # the smallest certified gap and its point
     while True:
         # ---- full check: scores of all patterns and the duality gap.
         primal, rel_gap, est_gap, bound = _full_check(prob, faces, W_full, wset, tol_eff)
+        if rel_gap < best[0]:
+            best = (rel_gap, W_full.clone())
         if bar is not None:
             bar.set_postfix(obj=f"{primal:.6g}", gap=f"{rel_gap:.1e}")
         if rel_gap <= tol_eff:
@@ -1159,6 +1181,24 @@ def solve_torch(
             break
         if n_iter >= max_iter:
             message = f"Maximum number of iterations ({max_iter}) reached."
+            break
+        if floor_primal is not None and primal >= floor_primal * (1 - _FLOOR):
+            # A working set stopped at its floor and the new violators did
+            # not lower the objective either. At the floor the iterates
+            # wander (the objective is flat to round-off, the dual point
+            # is not): the point with the smallest gap is returned, with
+            # its tightest gap (the gaps above stop being exact once a
+            # certificate is out of reach).
+            W_full = best[1]
+            primal, rel_gap, _, _ = _full_check(prob, faces, W_full, None, np.inf)
+            if rel_gap <= tol_eff:
+                converged = True
+                break
+            message = (
+                f"Relative duality gap {rel_gap:.2e} > tol = {tol}: it stopped "
+                f"decreasing (the round-off floor of the certificate in "
+                f"{dtype}); use a larger tol."
+            )
             break
 
         # ---- new working set: patterns with a non-zero block first, then
@@ -1183,6 +1223,7 @@ def solve_torch(
         target = max(0.3 * est_gap, 0.5 * tol_eff)
         used, _ = wset.fista(max_iter - n_iter, target, bar)
         n_iter += used
+        floor_primal = primal if wset.at_floor else None
         W_full.zero_()
         W_full[:, :, ws] = wset.W
 
