@@ -1101,6 +1101,10 @@ def solve_torch(
         scaled dual point ``-grad L * min(1, beta / M)``, where ``M`` is an
         upper bound of the largest dual-constraint norm (module docstring).
         The duality gap bounds the distance of the objective to the optimum.
+        Below the round-off floor of the certificate (3e-11 to 4e-13 in
+        float64 on a test program) the solve stops when the
+        objective no longer moves, not converged, at its point with the
+        smallest certified gap.
     device : str or torch.device, default="cpu"
         Where to compute: ``"cpu"`` or ``"cuda"``.
     dtype : torch.dtype, default=None
