@@ -53,6 +53,7 @@ needs the rows of ``Y - lam'`` on the simplex, which one global scale keeps.
 # License: BSD 3 clause
 
 import hashlib
+import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,6 +68,10 @@ EXACT_MAX_PATTERNS = 100_000
 
 # Largest temporaries of the cheap bounds (entries).
 _CHUNK_ENTRIES = 2**24
+# Projected-gradient steps that tighten the candidates' upper bounds.
+_REFINE_STEPS = 24
+# Candidates whose bounds are refined together.
+_REFINE_CHUNK = 64
 
 
 @dataclass
@@ -184,6 +189,31 @@ def _cone_projection(Ut, d, g):
     return value, z / value, mu > 0
 
 
+def _refined_bounds(Ut, S, g, n_steps=_REFINE_STEPS):
+    """Upper bounds of ``||P_K(g_b)||`` for rows ``g`` (B, k) and signs ``S`` (B, n).
+
+    Every ``mu >= 0`` gives ``||P_K(g)|| <= ||g + K^T mu||`` (Moreau, with
+    ``K = diag(s) U'``); accelerated projected gradient on
+    ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` from ``mu = (-K g)_+``, with the
+    step ``1 / ||U'||^2``, finds a small one at two products per step, far
+    tighter than the single half-space bound: at realistic rank most
+    sampled patterns score below ``beta``, which that bound does not show
+    (breast cancer: all 1 000 sampled candidates of every certificate went
+    to an exact projection, 2.4 ms each; with these bounds none).
+    """
+    step = 1.0 / max(np.linalg.norm(Ut, 2) ** 2, 1e-300)
+    mu = np.maximum(-S * (g @ Ut.T), 0.0)
+    best = np.linalg.norm(g + (S * mu) @ Ut, axis=1)
+    prev, z, t = mu, mu, 1.0
+    for _ in range(n_steps):
+        r = g + (S * z) @ Ut
+        mu = np.maximum(z - step * S * (r @ Ut.T), 0.0)
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        z = mu + ((t - 1.0) / t_new) * (mu - prev)
+        prev, t = mu, t_new
+    return np.minimum(best, np.linalg.norm(g + (S * mu) @ Ut, axis=1))
+
+
 def _upper_bounds(Ut, D, lam):
     """Cheap bounds of ``||P_K(+-U'^T D lam_c)||`` for all candidates.
 
@@ -292,14 +322,38 @@ class _Scorer:
         if max_checks is None:
             max_checks = self.max_checks
         checks_before = self.n_checked
+        P = D.shape[1]
         for j, c in enumerate(outputs):
-            order = np.argsort(-ub[j].ravel(), kind="stable")
-            for flat in order:
-                s, p = divmod(int(flat), D.shape[1])
-                bound = ub[j, s, p]
+            cheap = ub[j].ravel()
+            order = np.argsort(-cheap, kind="stable")
+            # Candidates in decreasing order of their refined bounds
+            # (_refined_bounds), refined lazily, a chunk at a time in the
+            # order of the cheap ones: a candidate is taken from the pool
+            # only when no unrefined one can beat it (refined <= cheap).
+            pool, ptr = [], 0
+            while True:
                 # Needed for the exact maximum of output c, or for the list
                 # of the n_keep most violated patterns.
                 need = min(self.best[c], max(self.beta, self._kth_score()))
+                while (
+                    ptr < len(order)
+                    and cheap[order[ptr]] > need
+                    and (not pool or -pool[0][0] < cheap[order[ptr]])
+                ):
+                    chunk = order[ptr: ptr + _REFINE_CHUNK]
+                    ptr += len(chunk)
+                    sg, pc = np.divmod(chunk, P)
+                    g = np.where(sg[:, None] == 0, 1.0, -1.0) * G[j, pc]
+                    S = 2.0 * D[:, pc].T - 1.0
+                    refined = np.minimum(cheap[chunk], _refined_bounds(self.Ut, S, g))
+                    for flat, value in zip(chunk, refined):
+                        if value > need:
+                            heapq.heappush(pool, (-value, int(flat)))
+                if not pool:
+                    break
+                neg, flat = heapq.heappop(pool)
+                s, p = divmod(flat, P)
+                bound = -neg
                 if bound <= need or self.n_checked - checks_before >= max_checks:
                     break
                 g = G[j, p] if s == 0 else -G[j, p]

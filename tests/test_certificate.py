@@ -182,6 +182,36 @@ def test_cheap_bounds_in_chunks(monkeypatch):
                 assert value <= ub[c, s, p] * (1 + 1e-10) + 1e-12
 
 
+@pytest.mark.parametrize("spectral_power", [0.0, 0.5])
+def test_refined_bounds_bound_the_projections(spectral_power):
+    """Projected-gradient bounds lie between the exact norm and the cheap bound."""
+    from scipy.optimize import nnls
+
+    import skbnconvex._certificate as cert
+
+    rng = np.random.default_rng(3)
+    n = 60
+    Ut = whiten(rng.standard_normal((n, 5)), spectral_power=spectral_power).Ut
+    D = sample_patterns(Ut, 40, random_state=1)
+    lam = rng.standard_normal((n, 1))
+    ub, G = cert._upper_bounds(Ut, D, lam)
+    S = 2.0 * D.T - 1.0
+    exact = np.empty((2, D.shape[1]))
+    refined = np.empty_like(exact)
+    for s, sign in enumerate((1.0, -1.0)):
+        refined[s] = cert._refined_bounds(Ut, S, sign * G[0])
+        for p in range(D.shape[1]):
+            # ||P_K(g)|| = min_{mu >= 0} ||g + K^T mu|| (scipy NNLS, all rows).
+            K = S[p][:, None] * Ut
+            exact[s, p] = nnls(K.T, -sign * G[0, p])[1]
+    assert np.all(refined >= exact * (1 - 1e-9) - 1e-12)
+    assert np.all(refined <= np.linalg.norm(G[0], axis=1) * (1 + 1e-12))
+    # Tighter than the half-space bounds where those are loose.
+    loose = ub[0] > 1.5 * exact + 1e-9
+    assert loose.any()
+    assert np.all(refined[loose] < ub[0][loose])
+
+
 # ---------------------------------------------------------------------------
 # Certified exactly at the global optimum; the lower bound is a lower bound
 
