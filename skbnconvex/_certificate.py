@@ -57,8 +57,10 @@ import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from sklearn.utils import check_random_state
 
+from ._dual_bounds import refine_projection_bounds
 from ._nnls import cone_projection_on_rows
 from ._patterns import enumerate_patterns, max_patterns, sample_patterns
 
@@ -194,30 +196,26 @@ def _pg_step(Ut):
     return 1.0 / max(np.linalg.norm(Ut, 2) ** 2, 1e-300)
 
 
-def _refined_bounds(Ut, S, g, step=None, n_steps=_REFINE_STEPS):
+def _refined_bounds(Ut, S, g, step=None, below=0.0, n_steps=_REFINE_STEPS):
     """Upper bounds of ``||P_K(g_b)||`` for rows ``g`` (B, k) and signs ``S`` (B, n).
 
-    Every ``mu >= 0`` gives ``||P_K(g)|| <= ||g + K^T mu||`` (Moreau, with
-    ``K = diag(s) U'``); accelerated projected gradient on
-    ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` from ``mu = (-K g)_+``, with the
-    step ``1 / ||U'||^2``, finds a small one at two products per step, far
-    tighter than the single half-space bound: at realistic rank most
+    Accelerated projected gradient on the dual, with the step
+    ``1 / ||U'||^2`` (:func:`~skbnconvex._dual_bounds.refine_projection_bounds`),
+    far tighter than the single half-space bound: at realistic rank most
     sampled patterns score below ``beta``, which that bound does not show
     (breast cancer: all 1 000 sampled candidates of every certificate went
-    to an exact projection, 2.4 ms each; with these bounds none).
+    to an exact projection, 2.4 ms each; with these bounds none). A bound
+    stops improving once it is at most ``below``.
     """
     if step is None:
         step = _pg_step(Ut)
-    mu = np.maximum(-S * (g @ Ut.T), 0.0)
-    best = np.linalg.norm(g + (S * mu) @ Ut, axis=1)
-    prev, z, t = mu, mu, 1.0
-    for _ in range(n_steps):
-        r = g + (S * z) @ Ut
-        mu = np.maximum(z - step * S * (r @ Ut.T), 0.0)
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        z = mu + ((t - 1.0) / t_new) * (mu - prev)
-        prev, t = mu, t_new
-    return np.minimum(best, np.linalg.norm(g + (S * mu) @ Ut, axis=1))
+    g = torch.from_numpy(np.ascontiguousarray(g, dtype=np.float64))
+    bound = refine_projection_bounds(
+        torch.from_numpy(np.ascontiguousarray(Ut, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(S, dtype=np.float64)),
+        g, torch.linalg.vector_norm(g, dim=1), below, n_steps, step,
+    )
+    return bound.numpy()
 
 
 def _upper_bounds(Ut, D, lam):
@@ -353,7 +351,8 @@ class _Scorer:
                     g = np.where(sg[:, None] == 0, 1.0, -1.0) * G[j, pc]
                     S = 2.0 * D[:, pc].T - 1.0
                     refined = np.minimum(
-                        cheap[chunk], _refined_bounds(self.Ut, S, g, self._step)
+                        cheap[chunk],
+                        _refined_bounds(self.Ut, S, g, self._step, below=need),
                     )
                     for flat, value in zip(chunk, refined):
                         if value > need:

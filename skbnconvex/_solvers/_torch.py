@@ -98,6 +98,7 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 import numpy as np
 import torch
 
+from .._dual_bounds import refine_projection_bounds
 from .._losses import (
     BinaryLogLoss,
     MultinomialLogLoss,
@@ -633,74 +634,21 @@ class _Faces:
 def _refine_bounds(prob, g, pat, bound, below=None):
     """Upper bounds of ``||P_C(g_b)||`` by projected gradient on the dual.
 
-    ``g`` (B, k) and the patterns ``pat`` (B,) of the blocks. Every
-    ``mu >= 0`` gives ``||P_C(g)|| <= ||g + K^T mu||``; ``mu = (-K g)_+``
-    is the first (``||K^T (K g)_+||`` when ``K^T K = I``, but only then:
-    spectrally weighted data have ``K^T K != I``), and accelerated
-    projected gradient on ``min_{mu >= 0} ||g + K^T mu||^2 / 2`` (step 1
-    since ``||K K^T|| = ||U'||^2 <= 1``, the columns of ``U'`` being
-    orthogonal with norms at most 1) improves it, at two products per step
-    and no factorisation, before the exact evaluation of the blocks that
-    stay above beta. A block stops as soon as its bound is at most
-    ``below`` (default: beta), which is all its callers need to know of it.
-    Runs in chunks of blocks so that its ``(blocks, n)`` temporaries stay
-    within ``_CHUNK_ENTRIES``.
+    ``g`` (B, k) and the patterns ``pat`` (B,) of the blocks; see
+    :func:`~skbnconvex._dual_bounds.refine_projection_bounds` (step 1: the
+    columns of ``U'`` are orthogonal with norms at most 1). A block stops
+    once its bound is at most ``below`` (default: beta), all its callers
+    need to know of it. Runs in chunks of blocks so that the ``(blocks,
+    n)`` temporaries stay within ``_CHUNK_ENTRIES``.
     """
     below = prob.beta if below is None else max(below, prob.beta)
     best = bound.clone()
     rows = max(1, int(_CHUNK_ENTRIES // prob.Ut.shape[0]))
     for a in range(0, len(pat), rows):
         sl = slice(a, a + rows)
-        best[sl] = _refine_chunk(prob, g[sl], prob.St[pat[sl]], bound[sl], below)
-    return best
-
-
-def _refine_chunk(prob, g, S, bound, below):
-    """:func:`_refine_bounds` on blocks with signs ``S`` (B, n)."""
-    Ut = prob.Ut
-    # The signed multipliers nu = S * mu (K^T mu = Ut^T nu, one product),
-    # kept in {S nu >= 0} by clamping between these limits.
-    inf = torch.tensor(float("inf"), dtype=g.dtype, device=g.device)
-    pos = S > 0
-    lo = torch.where(pos, 0.0, -inf)
-    hi = torch.where(pos, inf, 0.0)
-    nu = (g @ Ut.T).neg_().clamp_(lo, hi)
-    Kt_mu = nu @ Ut  # K^T mu, (B, k)
-    best = torch.minimum(bound, torch.linalg.vector_norm(g + Kt_mu, dim=-1))
-    # Only the blocks that the cheap bound leaves above ``below`` go on.
-    sel = (best > below).nonzero()[:, 0]
-    if len(sel) == 0:
-        return best
-    g, lo, hi, nu, Kt_mu = g[sel], lo[sel], hi[sel], nu[sel], Kt_mu[sel]
-    b_sel = best[sel]
-    # FISTA on nu; K^T of the extrapolated point follows by linearity, so
-    # that every step costs the two products and gives the bound at its
-    # (feasible) iterate for free. Fused updates: a pass over (B, n)
-    # costs about as much as a product here.
-    z, Kt_z, t = nu.clone(), Kt_mu, 1.0
-    buf = torch.empty_like(nu)
-    for it in range(_DUAL_REFINE):
-        # nu_new = Proj(z - K (g + K^T z)), written over a free buffer.
-        nu_new = torch.matmul(g + Kt_z, Ut.T, out=buf)
-        torch.sub(z, nu_new, out=nu_new).clamp_(lo, hi)
-        Kt_new = nu_new @ Ut
-        b_sel = torch.minimum(b_sel, torch.linalg.vector_norm(g + Kt_new, dim=-1))
-        t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        c = (t - 1.0) / t_new
-        torch.lerp(nu, nu_new, 1.0 + c, out=z)  # nu_new + c (nu_new - nu)
-        Kt_z = Kt_new + c * (Kt_new - Kt_mu)
-        buf, nu, Kt_mu, t = nu, nu_new, Kt_new, t_new
-        if it % 4 == 3:
-            # Blocks already known to be at most ``below`` stop.
-            go = b_sel > below
-            if not bool(go.all()):
-                best[sel] = b_sel
-                sel, b_sel = sel[go], b_sel[go]
-                if len(sel) == 0:
-                    return best
-                g, lo, hi, nu, Kt_mu = g[go], lo[go], hi[go], nu[go], Kt_mu[go]
-                z, Kt_z, buf = z[go], Kt_z[go], torch.empty_like(nu)
-    best[sel] = b_sel
+        best[sl] = refine_projection_bounds(
+            prob.Ut, prob.St[pat[sl]], g[sl], bound[sl], below, _DUAL_REFINE
+        )
     return best
 
 
