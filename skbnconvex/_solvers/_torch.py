@@ -759,6 +759,7 @@ class _WorkingSet:
         Yk, F_Y, t = W, F_W, 1.0
         used = 0
         tried = None
+        newton_fails = newton_wait = 0
         history = []
         primals = []
         while True:
@@ -811,9 +812,13 @@ class _WorkingSet:
                         if gap <= target or used >= max_iter:
                             break
             struct = self.structure(W)
-            if len(struct[0]) and not _same(struct, tried):
-                # Newton on the faces of the current iterate; a wrong guess
-                # costs a few small dense solves.
+            if len(struct[0]) and not _same(struct, tried) and newton_wait > 0:
+                newton_wait -= 1
+            elif len(struct[0]) and not _same(struct, tried):
+                # Newton on the faces of the current iterate. A wrong guess
+                # is not cheap at many outputs (landsat, 6 classes: 1-5 s
+                # per attempt, every one refused, 70% of the solve), so
+                # after f refusals in a row the next 2^f - 1 checks skip it.
                 tried = struct
                 W_n, n_steps = _newton(self, W, struct)
                 used += n_steps
@@ -821,11 +826,15 @@ class _WorkingSet:
                 # A wrong guess of the faces is refused on its objective
                 # alone, before the cost of a certificate.
                 if F_n is not None and prob.objective(W_n, F_n) < primal:
+                    newton_fails = 0
                     p_n, gap_n, bound_n = self.certificate(W_n, F_n, target)
                     W, F_W, Yk, F_Y, t = W_n, F_n, W_n, F_n, 1.0
                     primal, gap, bound = p_n, gap_n, bound_n
                     if gap <= target:
                         break
+                else:
+                    newton_fails += 1
+                    newton_wait = 2**newton_fails - 1
             n_in = min(_CHECK_EVERY, max_iter - used)
             for _ in range(n_in):
                 r = _loss_grad(prob.loss, F_Y, prob.Y)
