@@ -188,3 +188,28 @@ def test_eliminated_t_is_the_minimiser():
             options={"xatol": 1e-14},
         )
         assert (mu + s) / beta == pytest.approx(res.x, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c[0] != "multinomial"], ids=lambda c: f"{c[0]}-C{c[1]}"
+)
+def test_packed_loss_hessian_is_the_dense_product(case):
+    """``A^T diag(h) A`` from its distinct entries equals the dense product.
+
+    (The multinomial loss couples the outputs and keeps the dense product.)
+    """
+    from skbnconvex._losses import torch_parameter_hessian
+
+    loss, C, bf, seed = case
+    prog = _program(loss, C, beta_frac=bf, seed=seed)
+    Ut, Dt, Y, _ = _tensors(prog)
+    bp = _BarrierProblem(Ut, Dt, Y, prog.loss, prog.beta)
+    F = torch.as_tensor(np.random.default_rng(seed).standard_normal(prog.Y.shape))
+    assert bp._pairs is not None
+    G = bp.loss_hessian(F)
+    mk = bp.A.shape[1]
+    dense = torch.stack([
+        torch_parameter_hessian(prog.loss, F, Y, bp.A, torch.full((mk,), c))
+        for c in range(C)
+    ])
+    torch.testing.assert_close(G, dense, rtol=1e-12, atol=1e-14)

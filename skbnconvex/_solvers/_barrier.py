@@ -71,6 +71,8 @@ _TO_BOUNDARY = 0.99
 # (relative) after which the method stops.
 _ROUNDOFF = 1e-15
 _STUCK_STEPS = 10
+# Largest (pattern pairs, n) weights kept for the packed loss Hessians.
+_PACKED_ENTRIES_MAX = 2**23
 
 
 def _cholesky(H):
@@ -172,6 +174,19 @@ class _BarrierProblem:
         # Rows of the cones that carry a barrier term (see barrier_solve).
         self.mask = None
         self._G_const = None
+        # Packed Hessians of the separable losses (see _packed_hessian)
+        # where their (pairs, n) weights are small enough to keep.
+        self._pairs = None
+        n_pairs = m * (m + 1) // 2
+        if (
+            not isinstance(loss, MultinomialLogLoss)
+            and n_pairs * n <= _PACKED_ENTRIES_MAX
+        ):
+            self._pairs = torch.triu_indices(m, m, device=Ut.device)
+            self._coords = torch.triu_indices(k, k, device=Ut.device)
+            self._DD = Dt[self._pairs[0]] * Dt[self._pairs[1]]  # (pairs, n)
+            a, b = self._coords
+            self._Q = Ut[:, a] * Ut[:, b]  # (n, k (k + 1) / 2)
         if isinstance(loss, SquaredLoss):
             # Constant curvature: the Hessian in y is computed once.
             self._G_const = self.loss_hessian(None)
@@ -225,12 +240,36 @@ class _BarrierProblem:
             # over all outputs, the columns of A repeated per output.
             out = torch.arange(C, device=A.device).repeat_interleave(mk)
             return torch_parameter_hessian(self.loss, F, self.Y, A.repeat(1, C), out)
+        h, _ = self.loss.torch_hessian(F, self.Y)  # (n, C), no coupling
+        if self._pairs is not None:
+            return torch.stack([self._packed_hessian(h[:, c]) for c in range(C)])
         return torch.stack([
             torch_parameter_hessian(
                 self.loss, F, self.Y, A, torch.full((mk,), c, device=A.device)
             )
             for c in range(C)
         ])
+
+    def _packed_hessian(self, h):
+        """``A^T diag(h) A`` from its distinct entries.
+
+        Block ``(i, j)`` is ``U'^T diag(h D_i D_j) U'``: symmetric in the
+        patterns and in the coordinates, so only the pairs ``i <= j`` and
+        ``a <= b`` are computed, as one product of the ``(pairs, n)``
+        weights with the ``(n, k (k + 1) / 2)`` row products: a quarter of
+        the ``2 n (m k)^2`` operations of the dense product (breast cancer,
+        ``n = 569``, ``m k`` = 200-800: half the time of its barrier).
+        """
+        m, k = self.m, self.k
+        (i, j), (a, b) = self._pairs, self._coords
+        Gp = (self._DD * h) @ self._Q  # (pairs, k (k + 1) / 2)
+        Gk = torch.zeros((len(i), k, k), dtype=h.dtype, device=h.device)
+        Gk[:, a, b] = Gp
+        Gk[:, b, a] = Gp
+        G4 = torch.zeros((m, m, k, k), dtype=h.dtype, device=h.device)
+        G4[i, j] = Gk
+        G4[j, i] = Gk  # Gk is symmetric in (a, b)
+        return G4.transpose(1, 2).reshape(m * k, m * k)
 
     def newton_step(self, V, mu):
         """Newton direction ``dV`` and the decrement ``lambda^2``."""
