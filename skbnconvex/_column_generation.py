@@ -6,10 +6,16 @@ iff no pattern violates ``||P_{K_D}(+-U'^T D lam_c)|| <= beta``
 (:mod:`skbnconvex._certificate`). Column generation therefore alternates:
 
 1. solve (C) on the current patterns (warm-started from the previous blocks,
-   padded with zeros for the new patterns);
+   padded with zeros for the new patterns). While the last gap is large,
+   only to ``_INEXACT`` times that gap (not to ``tol``): a new round
+   changes the program anyway, and its violators only need a dual point
+   good to a fraction of the gap (the gap and lower bound stay valid for
+   any point). The last round allowed, and a round after one whose point
+   showed no new violated pattern, are solved to ``tol``;
 2. compute the certificate: the most violated patterns, a dual lower bound
    and the relative gap;
-3. stop when certified (exact mode) or when the gap is below ``tol``;
+3. stop when certified (exact mode, at a point solved to ``tol``) or when
+   the gap is below ``tol``;
    otherwise add the most violated patterns (deduplicated) and drop the
    patterns whose blocks stayed zero for ``drop_after`` rounds, to keep the
    program small.
@@ -35,6 +41,10 @@ from ._certificate import EXACT_MAX_PATTERNS, optimality_certificate
 from ._patterns import enumerate_patterns, sample_patterns, unique_patterns
 from ._patterns import max_patterns as _pattern_count_bound
 from ._program import ConvexProgram
+
+# Intermediate rounds are solved to this fraction of the last gap (relative
+# duality gap of the restricted program; never below ``tol``).
+_INEXACT = 0.01
 
 
 @dataclass
@@ -73,10 +83,14 @@ class ColumnGenerationResult:
 
 
 def cvxpy_solver(**options):
-    """Wrap :func:`solve_cvxpy` as ``solve(program, W0)`` (no warm start)."""
+    """Wrap :func:`solve_cvxpy` as ``solve(program, W0, tol)`` (no warm start).
+
+    The interior-point method's cost hardly depends on its tolerance: a
+    ``tol`` per round is ignored, the ``options`` are used throughout.
+    """
     from ._solvers import solve_cvxpy
 
-    def solve(program, W0=None):
+    def solve(program, W0=None, tol=None):
         # Tight tolerances end in Clarabel's "almost solved" status, which
         # cvxpy reports with a warning; the certificate judges the result.
         with warnings.catch_warnings():
@@ -87,11 +101,15 @@ def cvxpy_solver(**options):
 
 
 def torch_solver(**options):
-    """Wrap ``solve_torch`` as ``solve(program, W0)`` with warm start."""
+    """Wrap ``solve_torch`` as ``solve(program, W0, tol)`` with warm start.
+
+    ``tol`` of a round, when given, replaces that of ``options``.
+    """
     from ._solvers._torch import solve_torch
 
-    def solve(program, W0=None):
-        return solve_torch(program, W0=W0, **options)
+    def solve(program, W0=None, tol=None):
+        kwargs = dict(options) if tol is None else {**options, "tol": tol}
+        return solve_torch(program, W0=W0, **kwargs)
 
     return solve
 
@@ -129,9 +147,11 @@ def column_generation(
     beta : float
         Weight of the group penalty (``alpha / sqrt(n_samples)``).
     solve : callable, default=None
-        ``solve(program, W0) -> SolverResult`` where ``W0`` is ``None`` or
-        blocks ``(Wp, Wn)`` for the first ``P0`` patterns of ``program``.
-        Defaults to ``cvxpy_solver(tol=1e-10)`` (``W0`` ignored).
+        ``solve(program, W0, tol) -> SolverResult`` where ``W0`` is ``None``
+        or blocks ``(Wp, Wn)`` for the first ``P0`` patterns of ``program``,
+        and ``tol`` the relative gap to solve it to (None: the solver's
+        own, final accuracy). Defaults to ``cvxpy_solver(tol=1e-10)`` (``W0``
+        and ``tol`` ignored).
     n_initial : int, default=10
         Sampled patterns of the first program (ignored when
         ``initial_patterns`` is given).
@@ -209,9 +229,12 @@ def column_generation(
         if np.array_equal(D[:, :P0], np.asarray(initial_patterns, bool)[:, :P0]):
             W0 = tuple(np.asarray(w)[:, :P0] for w in initial_blocks)
     converged, message = False, ""
+    round_tol = None  # None: the solver's final accuracy
     for round_ in range(max_rounds):
         program = ConvexProgram(Ut, D, Y, loss, beta)
-        result = solve(program, W0)
+        if round_ == max_rounds - 1:
+            round_tol = None  # the result of the last round is returned
+        result = solve(program, W0, tol=round_tol)
         F = program.predict(result.Wp, result.Wn)
         cert = optimality_certificate(
             Ut,
@@ -240,14 +263,21 @@ def column_generation(
             "dropped": 0,
         }
         history.append(entry)
-        done = cert.certified or cert.gap <= tol
+        # Dual feasibility ("certified") proves optimality only at a point
+        # solved to tol; the gap bounds the distance at any point.
+        done = (cert.certified and round_tol is None) or cert.gap <= tol
         if done:
             converged = True
             message = "certified" if cert.certified else f"gap <= tol={tol}"
         else:
             # Most violated first, and only patterns not in the program.
             new = unique_patterns(cert.patterns, exclude=D)
-            if new.shape[1] == 0:
+            if round_tol is not None and (cert.certified or new.shape[1] == 0):
+                # Nothing (new) is violated at the inexact point: solve the
+                # same program to the final accuracy and look again.
+                round_tol = None
+                W0 = (result.Wp, result.Wn)
+            elif new.shape[1] == 0:
                 message = (
                     "no new violated pattern found (the violated ones are in "
                     "the program: the solver is not accurate enough)"
@@ -256,6 +286,7 @@ def column_generation(
                 )
                 done = True
             else:
+                round_tol = max(tol, _INEXACT * cert.gap)
                 # Drop patterns whose blocks stayed zero for a while.
                 norms = np.maximum(
                     np.linalg.norm(result.Wp, axis=2).max(axis=0),

@@ -362,7 +362,10 @@ class _BaseConvexBNReLU(BaseEstimator):
         size = program.n_samples * program.n_patterns * program.k
         return "cvxpy" if size <= _AUTO_CVXPY_MAX_SIZE else "torch"
 
-    def _solve(self, program, W0=None):
+    def _solve(self, program, W0=None, tol=None):
+        # ``tol``: a looser accuracy for the intermediate rounds of column
+        # generation (the cvxpy route ignores it: interior-point iterations
+        # are cheap near the optimum).
         self.solver_ = self._resolve_solver(program)
         check_memory(program, self.solver_)
         if self.solver_ == "cvxpy":
@@ -391,7 +394,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             program,
             W0=W0,
             max_iter=self.max_iter,
-            tol=self.tol,
+            tol=self.tol if tol is None else tol,
             device=self.device,
             dtype=dtype,
             verbose=bool(self.verbose),

@@ -162,9 +162,9 @@ def test_adam_init_starts_the_solver_from_the_adam_network(patterns, monkeypatch
     seen = []
     real = ConvexBNReLURegressor._solve
 
-    def spy(self, program, W0=None):
+    def spy(self, program, W0=None, tol=None):
         seen.append((program, W0))
-        return real(self, program, W0)
+        return real(self, program, W0, tol)
 
     monkeypatch.setattr(ConvexBNReLURegressor, "_solve", spy)
     ConvexBNReLURegressor(
