@@ -213,3 +213,20 @@ def test_packed_loss_hessian_is_the_dense_product(case):
         for c in range(C)
     ])
     torch.testing.assert_close(G, dense, rtol=1e-12, atol=1e-14)
+
+
+def test_fista_outlook_extrapolates_the_rate_of_the_gaps():
+    """Projected iterations at the recent rate decide when FISTA has stalled."""
+    from skbnconvex._solvers._torch import _CHECK_EVERY, _STALL_CHECKS, _fista_outlook
+
+    # Halving at every check: log2(gap / target) more checks.
+    history = [0.5**i for i in range(_STALL_CHECKS + 3)]
+    target = history[-1] / 2**7
+    assert _fista_outlook(history, target) == pytest.approx(7 * _CHECK_EVERY)
+    # Only the last _STALL_CHECKS checks count: an early fast phase does not.
+    slow = [1.0, 1e-3] + [1e-3 * 0.9**i for i in range(1, _STALL_CHECKS + 1)]
+    expected = _CHECK_EVERY * np.log(1e-6 / slow[-1]) / np.log(0.9)
+    assert _fista_outlook(slow, 1e-6) == pytest.approx(expected)
+    # No decrease, or a single check: no end in sight.
+    assert _fista_outlook([1e-2] * (_STALL_CHECKS + 1), 1e-6) == np.inf
+    assert _fista_outlook([1e-2], 1e-6) == np.inf
