@@ -86,7 +86,8 @@ def cvxpy_solver(**options):
     """Wrap :func:`solve_cvxpy` as ``solve(program, W0, tol)`` (no warm start).
 
     The interior-point method's cost hardly depends on its tolerance: a
-    ``tol`` per round is ignored, the ``options`` are used throughout.
+    ``tol`` per round is ignored, the ``options`` are used throughout (and
+    the results report no ``tol``: every round counts as final).
     """
     from ._solvers import solve_cvxpy
 
@@ -235,6 +236,9 @@ def column_generation(
         if round_ == max_rounds - 1:
             round_tol = None  # the result of the last round is returned
         result = solve(program, W0, tol=round_tol)
+        # Solved to less than the final accuracy (solvers that ignore a
+        # round's tol, like cvxpy, report no tol and count as final).
+        inexact = round_tol is not None and (result.tol or 0.0) > tol
         F = program.predict(result.Wp, result.Wn)
         cert = optimality_certificate(
             Ut,
@@ -265,14 +269,14 @@ def column_generation(
         history.append(entry)
         # Dual feasibility ("certified") proves optimality only at a point
         # solved to tol; the gap bounds the distance at any point.
-        done = (cert.certified and round_tol is None) or cert.gap <= tol
+        done = (cert.certified and not inexact) or cert.gap <= tol
         if done:
             converged = True
             message = "certified" if cert.certified else f"gap <= tol={tol}"
         else:
             # Most violated first, and only patterns not in the program.
             new = unique_patterns(cert.patterns, exclude=D)
-            if round_tol is not None and (cert.certified or new.shape[1] == 0):
+            if inexact and (cert.certified or new.shape[1] == 0):
                 # Nothing (new) is violated at the inexact point: solve the
                 # same program to the final accuracy and look again.
                 round_tol = None

@@ -25,6 +25,9 @@ class SolverResult:
         Whether the solver met its tolerance.
     message : str
         Solver status in words, for warnings and errors.
+    tol : float or None
+        The relative duality gap the solver was asked to reach (torch);
+        None where the accuracy is the solver's own (cvxpy).
     """
 
     Wp: np.ndarray
@@ -33,6 +36,7 @@ class SolverResult:
     n_iter: int
     converged: bool
     message: str = ""
+    tol: float = None
 
 
 class SolverError(RuntimeError):

@@ -1288,4 +1288,5 @@ def solve_torch(
         n_iter=n_iter,
         converged=converged,
         message=message or f"Relative duality gap {rel_gap:.2e} > tol = {tol}.",
+        tol=tol,
     )
