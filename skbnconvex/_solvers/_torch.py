@@ -816,16 +816,12 @@ class _WorkingSet:
             # steps cost (breast cancer, 64 sampled patterns: a fixed rule
             # "less than tenfold in 100 iterations" sent a converging
             # FISTA to the barrier, 5.4 s -> 14-45 s).
-            outlook = _fista_outlook(history, target)
-            stalled = (
-                len(history) > _STALL_CHECKS and outlook > self.barrier_cost()
-            )
+            slow = _fista_outlook(history, target) > self.barrier_cost()
             # Once FISTA has stalled on a working set, the later (larger)
             # ones go to the barrier method as soon as that holds.
-            stalled |= (
-                self.prob.fista_stalled
-                and len(history) > 1
-                and outlook > self.barrier_cost()
+            stalled = slow and (
+                len(history) > _STALL_CHECKS
+                or (self.prob.fista_stalled and len(history) > 1)
             )
             if stalled and not self.barrier_tried:
                 # FISTA has stalled (badly conditioned working set): the
@@ -852,9 +848,10 @@ class _WorkingSet:
                         if gap <= target or used >= max_iter:
                             break
             struct = self.structure(W)
-            if len(struct[0]) and not _same(struct, tried) and newton_wait > 0:
+            fresh = len(struct[0]) > 0 and not _same(struct, tried)
+            if fresh and newton_wait > 0:
                 newton_wait -= 1
-            elif len(struct[0]) and not _same(struct, tried):
+            elif fresh:
                 # Newton on the faces of the current iterate. A wrong guess
                 # is not cheap at many outputs (landsat, 6 classes: 1-5 s
                 # per attempt, every one refused, 70% of the solve), so
@@ -917,8 +914,10 @@ def _fista_outlook(history, target):
     decrease.
     """
     S = min(_STALL_CHECKS, len(history) - 1)
-    if S <= 0 or not history[-1] > target:
-        return np.inf if S <= 0 else 0.0
+    if S <= 0:
+        return np.inf
+    if history[-1] <= target:
+        return 0.0
     rho = (history[-1] / history[-1 - S]) ** (1.0 / S)
     if not rho < 1.0:
         return np.inf
