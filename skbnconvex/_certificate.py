@@ -433,6 +433,8 @@ def _ascent(Ut, lam, starts, n_iter):
         # two-cycles of the plain fixed point.
         Z = 0.5 * Z + 0.5 * G / np.maximum(norms, 1e-300)
         Z /= np.maximum(np.linalg.norm(Z, axis=0), 1e-300)
+    if not visited:  # n_iter = 0
+        return np.zeros((Ut.shape[0], 0), dtype=bool)
     return np.hstack(visited)
 
 

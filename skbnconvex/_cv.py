@@ -302,6 +302,7 @@ class ConvexBNReLURegressorCV(RegressorMixin, _BaseConvexBNReLUCV):
         device="cpu",
         max_iter=10000,
         tol=1e-6,
+        certificate_options=None,
         random_state=None,
         verbose=0,
     ):
@@ -323,6 +324,7 @@ class ConvexBNReLURegressorCV(RegressorMixin, _BaseConvexBNReLUCV):
         self.device = device
         self.max_iter = max_iter
         self.tol = tol
+        self.certificate_options = certificate_options
         self.random_state = random_state
         self.verbose = verbose
 
@@ -443,6 +445,7 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         device="cpu",
         max_iter=10000,
         tol=1e-6,
+        certificate_options=None,
         random_state=None,
         verbose=0,
     ):
@@ -464,6 +467,7 @@ class ConvexBNReLUClassifierCV(ClassifierMixin, _BaseConvexBNReLUCV):
         self.device = device
         self.max_iter = max_iter
         self.tol = tol
+        self.certificate_options = certificate_options
         self.random_state = random_state
         self.verbose = verbose
 

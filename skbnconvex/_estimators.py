@@ -14,7 +14,7 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, check_scalar
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -167,6 +167,22 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         Relative duality-gap tolerance of the solver and of the optimality
         certificate. For Clarabel it sets ``tol_gap_rel``, ``tol_gap_abs``
         and ``tol_feas``, capped at 1e-8.
+    certificate_options : dict, default=None
+        Effort of the optimality certificate's search for violated patterns
+        where it cannot enumerate them all (``optimality_gap_`` is then an
+        estimate), a dict with any of the integer keys ``n_samples``
+        (default 1000) sampled patterns, ``n_starts`` (64) random starts of
+        the ascent per output and sign, ``n_ascent`` (30) ascent steps,
+        ``n_flip_rounds`` (5) rounds of local search across cells and
+        ``max_checks`` (1000) exact cone projections per stage of
+        candidates (see :ref:`certificate`). Used after the fit and by
+        every round of ``patterns="adaptive"``. Its cost grows with
+        ``n_samples * n_outputs`` times these counts: on letter (16 000
+        rows, 26 classes) the default search takes about as long as 100
+        solver iterations. A smaller search gives a less reliable estimate
+        (a smaller gap than the true one is possible), and with
+        ``patterns="adaptive"`` fewer new patterns per round; a search never
+        sets ``certified_``, so a proof is unaffected.
     warm_start : bool, default=False
         Refit from the previous solution (same patterns, previous blocks)
         when the training data have the same shape, e.g. along a sequence
@@ -263,6 +279,24 @@ def _drop_zero_weights(X, Y, sample_weight):
     return X, Y, sample_weight
 
 
+# Keys of certificate_options: the search effort of optimality_certificate.
+_CERTIFICATE_OPTIONS = ("n_samples", "n_starts", "n_ascent", "n_flip_rounds", "max_checks")
+
+
+def _check_certificate_options(options):
+    """Validate ``certificate_options``; return a new dict."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_CERTIFICATE_OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"certificate_options accepts the keys {list(_CERTIFICATE_OPTIONS)}, "
+            f"got {unknown}."
+        )
+    for name, value in options.items():
+        check_scalar(value, f"certificate_options[{name!r}]", Integral, min_val=0)
+    return options
+
+
 class _BaseConvexBNReLU(BaseEstimator):
     """Shared fit of the convex BN-ReLU estimators."""
 
@@ -276,6 +310,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         "max_rounds": [Interval(Integral, 1, None, closed="left")],
         "solver": [StrOptions({"auto", "cvxpy", "torch"})],
         "solver_options": [dict, None],
+        "certificate_options": [dict, None],
         "device": "no_validation",  # str or torch.device; checked by torch
         "warm_start": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -303,6 +338,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         device="cpu",
         max_iter=10000,
         tol=1e-6,
+        certificate_options=None,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -320,6 +356,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         self.device = device
         self.max_iter = max_iter
         self.tol = tol
+        self.certificate_options = certificate_options
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -446,6 +483,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         no part in the BN statistics either) and the program runs on the
         rows scaled by ``sqrt(w_i)`` (:func:`~skbnconvex._whitening.whiten`).
         """
+        certificate_options = _check_certificate_options(self.certificate_options)
         # Float32 data give a float32 network (and predictions); the solve
         # stays in float64, where the solvers reach tol (the torch solver
         # in float32 stalls above tol=1e-6; solver_options={"dtype":
@@ -494,6 +532,7 @@ class _BaseConvexBNReLU(BaseEstimator):
                 max_rounds=self.max_rounds,
                 tol=self.tol,
                 certificate_mode=mode,
+                certificate_options=certificate_options,
                 random_state=rng,
                 verbose=self.verbose,
             )
@@ -527,7 +566,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             certificate = optimality_certificate(
                 Ut, program.predict(Wp, Wn), Y, loss, beta,
                 primal=program.objective(Wp, Wn), patterns=D, blocks=(Wp, Wn),
-                mode=mode, tol=self.tol, random_state=rng,
+                mode=mode, tol=self.tol, random_state=rng, **certificate_options,
             )
         # The dual bound holds whatever point it comes from, so it is taken
         # at the solver's point, and the gap below is that of the pruned
@@ -683,6 +722,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
         device="cpu",
         max_iter=10000,
         tol=1e-6,
+        certificate_options=None,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -701,6 +741,7 @@ class ConvexBNReLURegressor(RegressorMixin, _BaseConvexBNReLU):
             device=device,
             max_iter=max_iter,
             tol=tol,
+            certificate_options=certificate_options,
             warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,
@@ -847,6 +888,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
         device="cpu",
         max_iter=10000,
         tol=1e-6,
+        certificate_options=None,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -865,6 +907,7 @@ class ConvexBNReLUClassifier(ClassifierMixin, _BaseConvexBNReLU):
             device=device,
             max_iter=max_iter,
             tol=tol,
+            certificate_options=certificate_options,
             warm_start=warm_start,
             random_state=random_state,
             verbose=verbose,

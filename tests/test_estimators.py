@@ -186,6 +186,11 @@ def test_wrong_number_of_features_at_predict(Estimator):
         ({"alpha": 0.0}, "'alpha' parameter .* must be a float in the range"),
         ({"patterns": "all"}, "'patterns' parameter .* must be a str among"),
         ({"solver": "adam"}, "'solver' parameter .* must be a str among"),
+        ({"certificate_options": {"n_sample": 10}},
+         r"certificate_options accepts the keys \['n_samples', .*got \['n_sample'\]"),
+        ({"certificate_options": {"n_ascent": -1}},
+         r"certificate_options\['n_ascent'\] == -1, must be >= 0"),
+        ({"certificate_options": 5}, "'certificate_options' parameter .* must be"),
     ],
 )
 @pytest.mark.parametrize("Estimator", ESTIMATORS)
@@ -193,6 +198,13 @@ def test_bad_parameters(Estimator, params, match):
     X, y = _xy(Estimator)
     with pytest.raises(ValueError, match=match):
         Estimator(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_non_integer_certificate_option_is_a_type_error(Estimator):
+    X, y = _xy(Estimator)
+    with pytest.raises(TypeError, match=r"certificate_options\['n_samples'\] must be"):
+        Estimator(certificate_options={"n_samples": 1.5}).fit(X, y)
 
 
 def test_unpredictable_before_fit():

@@ -88,6 +88,32 @@ def test_certificate_of_the_estimators(loss, seed):
         assert ref.certified_ and adaptive.certified_
 
 
+NO_SEARCH = {"n_samples": 0, "n_starts": 0, "n_ascent": 0, "n_flip_rounds": 0}
+
+
+@pytest.mark.parametrize("Estimator", [ConvexBNReLURegressor, ConvexBNReLUClassifier])
+def test_certificate_options_set_the_search(Estimator):
+    # Rank 6 at n = 120: too many patterns to enumerate, so the certificate
+    # searches; 8 sampled patterns are far from enough.
+    X, Y = make_regression_data(n=120, d=6, seed=0)
+    y = Y[:, 0] if Estimator is ConvexBNReLURegressor else (Y[:, 0] > 0).astype(int)
+    kw = dict(alpha=0.05, n_patterns=8, random_state=0, tol=1e-8, solver="torch")
+    default = Estimator(**kw).fit(X, y)
+    # Without a search only the program's own patterns are checked: the
+    # estimate is then the duality gap of the sampled program, which the
+    # solver closed, while the default search finds its violated patterns.
+    restricted = Estimator(certificate_options=NO_SEARCH, **kw).fit(X, y)
+    assert restricted.objective_ == pytest.approx(default.objective_, rel=1e-9)
+    assert restricted.optimality_gap_ < 1e-6
+    assert default.optimality_gap_ > 1e-2
+    assert not default.certified_ and not restricted.certified_
+    # Column generation without a search has no pattern to add: it stops
+    # after its first round.
+    adaptive = Estimator(patterns="adaptive", certificate_options=NO_SEARCH, **kw)
+    assert adaptive.fit(X, y).n_rounds_ == 1
+    assert adaptive.n_patterns_ <= 8
+
+
 @pytest.mark.parametrize("patterns", ["sample", "adaptive"])
 def test_adam_initial_patterns_contain_the_adam_network(monkeypatch, patterns):
     # The convex program over the warm-up network's activation patterns
