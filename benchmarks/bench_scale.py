@@ -20,7 +20,7 @@ Run from the repository root (data from ``$SKBNCONVEX_DATA``, default
 ``../shared/data``)::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_scale.py --threads 1 \
-        [--datasets letter16k letter20k casp] [--alphas 1e-2 1] \
+        [--datasets letter16k letter20k casp] [--alphas 1e-2 1] [--device cuda] \
         [--max-iter 10000] [--timeout 900] [--mem-limit-gb 12] \
         [--profile DIR]
 
@@ -43,7 +43,9 @@ it includes the Python interpreter, torch and the data (the column
   the fit (``fit_s / cpu_s`` above 1 means the cores were shared);
 * ``peak_MB``: peak RSS of the child; ``cert_MB``: its peak RSS measured
   just after the certificate (when it is larger than after the solve, the
-  certificate set the peak);
+  certificate set the peak); ``gpu_MB``: with ``--device cuda``, the peak
+  of the memory torch allocated on the GPU
+  (``torch.cuda.max_memory_allocated``; 0 without CUDA);
 * ``iter``: ``n_iter_`` (FISTA iterations plus Newton steps); ``conv``:
   whether the solver certified its duality gap (no ConvergenceWarning);
 * ``neurons``, ``objective``, ``gap`` (``n_neurons_``, ``objective_``,
@@ -84,6 +86,8 @@ def _parse_args(argv=None):
     parser.add_argument("--tol", type=float, default=1e-6)
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu",
+                        help="device of the torch solver (cpu, cuda)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds before a fit's child process is killed")
     parser.add_argument("--casp-test", type=float, default=0.0,
@@ -180,7 +184,7 @@ def _child(spec):
     Xt = None if Xt is None else scaler.transform(Xt)
     kw = dict(alpha=spec["alpha"], n_patterns=spec["n_patterns"], patterns="sample",
               solver="torch", max_iter=spec["max_iter"], tol=spec["tol"],
-              random_state=spec["random_state"])
+              random_state=spec["random_state"], device=spec["device"])
     if spec["dtype"] != "float64":
         kw["solver_options"] = {"dtype": spec["dtype"]}
     if kind == "clf":
@@ -266,6 +270,9 @@ def _child(spec):
         n_patterns=int(est.n_patterns_), neurons=int(est.n_neurons_),
         objective=float(est.objective_), gap=float(est.optimality_gap_),
         score=score, score_on=on, threads=torch.get_num_threads(),
+        device=spec["device"],
+        gpu_MB=(torch.cuda.max_memory_allocated() / 2**20
+                if torch.cuda.is_available() else 0.0),
     )
     if prof is not None:
         out["profile"] = str(dump_profile())
@@ -278,7 +285,7 @@ def _child(spec):
 def _run_fit(args, dataset, alpha):
     spec = dict(dataset=dataset, alpha=alpha, n_patterns=args.n_patterns,
                 max_iter=args.max_iter, tol=args.tol, dtype=args.dtype,
-                threads=args.threads, casp_test=args.casp_test,
+                threads=args.threads, device=args.device, casp_test=args.casp_test,
                 random_state=args.random_state, profile=args.profile,
                 profile_top=args.profile_top)
     env = dict(os.environ)
@@ -336,6 +343,7 @@ COLUMNS = [
     ("full_s", "{:7.1f}", 7),
     ("newton_s", "{:8.1f}", 8), ("cert_s", "{:7.1f}", 7), ("base_MB", "{:7.0f}", 7),
     ("solve_MB", "{:8.0f}", 8), ("cert_MB", "{:7.0f}", 7), ("peak_MB", "{:7.0f}", 7),
+    ("gpu_MB", "{:6.0f}", 6),
     ("n_iter", "{:6d}", 6), ("converged", "{!s:>5}", 5), ("neurons", "{:7d}", 7),
     ("objective", "{:10.6f}", 10), ("gap", "{:8.1e}", 8), ("score", "{:6.4f}", 6),
     ("score_on", "{:>5s}", 5),
@@ -353,7 +361,8 @@ def main():
     if args.child is not None:
         _child(json.loads(args.child))
         return
-    print(f"n_patterns={args.n_patterns} (sample), solver=torch, dtype={args.dtype}, "
+    print(f"n_patterns={args.n_patterns} (sample), solver=torch, device={args.device}, "
+          f"dtype={args.dtype}, "
           f"tol={args.tol:g}, max_iter={args.max_iter}, threads={args.threads}, "
           f"random_state={args.random_state}, mem limit={args.mem_limit_gb:g} GB, "
           f"data={DATA}")

@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python benchmarks/bench_solvers.py [--quick] [--threads 2]
-        [--clarabel-max 1000x20x100]
+        [--clarabel-max 1000x20x100] [--device cuda]
+        [--sizes 2000x50x500,10000x50x1000] [--losses squared,logistic]
 
 For every grid point ``(n, d, P)`` and loss (squared error, binary logistic)
 the program is built from Gaussian data (whitened, ``P`` patterns of random
@@ -12,8 +13,9 @@ directions, ``beta = 0.05 beta_max``), then solved
 * by cvxpy + Clarabel (``solve_cvxpy``, its default accuracy), timed from
   the cvxpy model to the solution (compilation included: it is part of the
   cost of that route), up to the size ``--clarabel-max``;
-* by ``solve_torch`` at ``tol=1e-4`` and at ``tol=1e-6`` (float64, CPU),
-  each the median of ``--repeat`` runs.
+* by ``solve_torch`` at ``tol=1e-4`` and at ``tol=1e-6`` (float64, on
+  ``--device``, CPU by default), each the median of ``--repeat`` runs; on
+  CUDA after one untimed solve that initialises the device.
 
 Columns: ``rel_obj`` = (torch - Clarabel) / |Clarabel| at ``tol=1e-6``
 (negative: torch is lower); ``viol`` = the relative cone violation of the
@@ -34,7 +36,11 @@ def _parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid only")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="device of the torch solver")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default=None,
+                        help="grid to run instead, e.g. 2000x50x500,10000x50x1000")
+    parser.add_argument("--losses", default="squared,logistic")
     parser.add_argument(
         "--clarabel-max", default="1000x20x100",
         help="largest n x d x P (by n*d*P) solved by Clarabel",
@@ -102,18 +108,27 @@ def main():
     torch.set_num_threads(ARGS.threads)
     cmax = np.prod([int(v) for v in ARGS.clarabel_max.split("x")])
     grid = QUICK_GRID if ARGS.quick else GRID
+    if ARGS.sizes:
+        grid = [tuple(int(v) for v in size.split("x")) for size in ARGS.sizes.split(",")]
     header = (
         f"{'loss':8s} {'n':>5s} {'d':>3s} {'P':>4s} {'k':>3s} {'blocks':>6s} "
         f"{'clarabel_s':>10s} {'torch_1e-4_s':>12s} {'torch_1e-6_s':>12s} "
         f"{'x(1e-4)':>8s} {'x(1e-6)':>8s} {'rel_obj':>9s} {'viol':>8s} {'gap':>8s}"
     )
-    print(f"threads={ARGS.threads}, repeat={ARGS.repeat}, torch {torch.__version__}")
+    print(f"threads={ARGS.threads}, repeat={ARGS.repeat}, torch {torch.__version__}, "
+          f"device={ARGS.device}")
+    if ARGS.device != "cpu":
+        # CUDA's context and kernels load on first use: not part of a solve.
+        solve_torch(make_program(*QUICK_GRID[0], "squared"), tol=1e-4, device=ARGS.device)
     print(header)
-    for loss in ("squared", "logistic"):
+    for loss in ARGS.losses.split(","):
         for n, d, P in grid:
             prog = make_program(n, d, P, loss)
-            t4, r4 = timed(lambda: solve_torch(prog, tol=1e-4), ARGS.repeat)
-            t6, r6 = timed(lambda: solve_torch(prog, tol=1e-6), ARGS.repeat)
+            def solve(tol):
+                return solve_torch(prog, tol=tol, device=ARGS.device)
+
+            t4, r4 = timed(lambda: solve(1e-4), ARGS.repeat)
+            t6, r6 = timed(lambda: solve(1e-6), ARGS.repeat)
             nrm = np.concatenate(
                 [np.linalg.norm(r6.Wp, axis=2).ravel(), np.linalg.norm(r6.Wn, axis=2).ravel()]
             )
