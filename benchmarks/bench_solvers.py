@@ -94,6 +94,11 @@ def make_program(n, d, P, loss, beta_frac=0.05, seed=1):
     return ConvexProgram(Ut, D, Y, L, beta)
 
 
+def _solve(prog, tol):
+    """The torch solver on ``--device``."""
+    return solve_torch(prog, tol=tol, device=ARGS.device)
+
+
 def timed(fn, repeat):
     """Median wall time of ``repeat`` calls and the last result."""
     times, res = [], None
@@ -109,7 +114,7 @@ def main():
     cmax = np.prod([int(v) for v in ARGS.clarabel_max.split("x")])
     grid = QUICK_GRID if ARGS.quick else GRID
     if ARGS.sizes:
-        grid = [tuple(int(v) for v in size.split("x")) for size in ARGS.sizes.split(",")]
+        grid = [tuple(int(v) for v in s.split("x")) for s in ARGS.sizes.split(",")]
     header = (
         f"{'loss':8s} {'n':>5s} {'d':>3s} {'P':>4s} {'k':>3s} {'blocks':>6s} "
         f"{'clarabel_s':>10s} {'torch_1e-4_s':>12s} {'torch_1e-6_s':>12s} "
@@ -119,16 +124,13 @@ def main():
           f"device={ARGS.device}")
     if ARGS.device != "cpu":
         # CUDA's context and kernels load on first use: not part of a solve.
-        solve_torch(make_program(*QUICK_GRID[0], "squared"), tol=1e-4, device=ARGS.device)
+        _solve(make_program(*QUICK_GRID[0], "squared"), 1e-4)
     print(header)
     for loss in ARGS.losses.split(","):
         for n, d, P in grid:
             prog = make_program(n, d, P, loss)
-            def solve(tol):
-                return solve_torch(prog, tol=tol, device=ARGS.device)
-
-            t4, r4 = timed(lambda: solve(1e-4), ARGS.repeat)
-            t6, r6 = timed(lambda: solve(1e-6), ARGS.repeat)
+            t4, r4 = timed(lambda: _solve(prog, 1e-4), ARGS.repeat)
+            t6, r6 = timed(lambda: _solve(prog, 1e-6), ARGS.repeat)
             nrm = np.concatenate(
                 [np.linalg.norm(r6.Wp, axis=2).ravel(), np.linalg.norm(r6.Wn, axis=2).ravel()]
             )

@@ -280,7 +280,9 @@ def _drop_zero_weights(X, Y, sample_weight):
 
 
 # Keys of certificate_options: the search effort of optimality_certificate.
-_CERTIFICATE_OPTIONS = ("n_samples", "n_starts", "n_ascent", "n_flip_rounds", "max_checks")
+_CERTIFICATE_OPTIONS = (
+    "n_samples", "n_starts", "n_ascent", "n_flip_rounds", "max_checks",
+)
 
 
 def _check_certificate_options(options):

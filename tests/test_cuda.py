@@ -38,7 +38,8 @@ def test_cuda_solver_matches_clarabel(references, case, dtype):  # noqa: F811
     assert isinstance(res.Wp, np.ndarray) and res.Wp.dtype == np.float64
     assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
     assert res.objective == pytest.approx(prog.objective(res.Wp, res.Wn), rel=1e-12)
-    assert abs(res.objective - ref) <= (1e-6 if dtype == torch.float64 else 1e-4) * abs(ref)
+    rtol = 1e-6 if dtype == torch.float64 else 1e-4
+    assert abs(res.objective - ref) <= rtol * abs(ref)
 
 
 @pytest.mark.parametrize("case", CASES[:1] + CASES[3:4], ids=["squared", "binary"])
@@ -104,7 +105,9 @@ def test_cuda_float32_fit_is_feasible_and_close():
     X, y = _data("regressor")
     kw = dict(alpha=0.05, n_patterns=40, solver="torch", tol=1e-5, random_state=0)
     ref = ConvexBNReLURegressor(**kw).fit(X, y)
-    f32 = ConvexBNReLURegressor(device="cuda", solver_options={"dtype": "float32"}, **kw)
+    f32 = ConvexBNReLURegressor(
+        device="cuda", solver_options={"dtype": "float32"}, **kw
+    )
     f32.fit(X, y)
     # objective_ is the recovered network's forward pass: a float32 solve
     # that broke a constraint would not reproduce its convex objective.
