@@ -62,7 +62,7 @@ from sklearn.utils import check_random_state
 
 from ._dual_bounds import refine_projection_bounds
 from ._nnls import cone_projection_on_rows
-from ._patterns import enumerate_patterns, max_patterns, sample_patterns
+from ._patterns import enumerate_patterns, max_patterns, pack_patterns, sample_patterns
 
 # Largest pattern count for which the automatic mode enumerates (the default
 # cap of enumerate_patterns).
@@ -398,7 +398,7 @@ class _Scorer:
     def _new(self, D):
         """Columns of ``D`` not seen before and not empty, in order."""
         D = np.asarray(D, dtype=bool)
-        keys = np.packbits(D.T, axis=1)  # one contiguous row per pattern
+        keys = pack_patterns(D)  # one contiguous row per pattern
         keep = []
         for j, key in enumerate(keys):
             # A 128-bit digest: a collision (which would skip a pattern) is

@@ -21,6 +21,39 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 
+def pack_patterns(D):
+    """Every column of ``D`` packed into bytes: ``np.packbits(D, axis=0).T``.
+
+    Parameters
+    ----------
+    D : ndarray of bool, shape (n_samples, n_patterns)
+
+    Returns
+    -------
+    keys : ndarray of uint8, shape (n_patterns, ceil(n_samples / 8))
+        C-contiguous: row ``j`` is pattern ``j`` as a byte string.
+
+    Notes
+    -----
+    ``np.packbits`` along the rows of a C-ordered matrix (or along the
+    columns of its transpose) makes strided passes over it: 0.53 s for
+    45 730 x 2 000 here. Eight shifted ORs of contiguous row slices do the
+    same in 0.12 s, which matters to the certificate's search, which
+    packs every candidate it meets.
+    """
+    D = np.ascontiguousarray(D, dtype=bool)
+    n, m = D.shape
+    full = n // 8
+    # Row 8 r + b of D holds bit 7 - b of byte r (packbits' big-endian order).
+    V = D[: 8 * full].view(np.uint8).reshape(full, 8, m)
+    keys = np.zeros((-(-n // 8), m), dtype=np.uint8)
+    for b in range(8):
+        keys[:full] |= V[:, b] << np.uint8(7 - b)
+    if n > 8 * full:
+        keys[full] = np.packbits(D[8 * full:], axis=0)[0]
+    return np.ascontiguousarray(keys.T)
+
+
 def unique_patterns(D, exclude=None):
     """Drop duplicate and empty columns of ``D``, keeping first occurrences.
 
@@ -39,7 +72,7 @@ def unique_patterns(D, exclude=None):
     if n_known:
         D = np.hstack([exclude, D])
     # Rows of packed bits make every pattern a short byte string.
-    keys = np.packbits(D, axis=0).T
+    keys = pack_patterns(D)
     _, first = np.unique(keys, axis=0, return_index=True)
     first = np.sort(first)
     first = first[first >= n_known]

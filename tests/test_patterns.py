@@ -7,6 +7,7 @@ from scipy.optimize import linprog
 from skbnconvex._patterns import (
     enumerate_patterns,
     max_patterns,
+    pack_patterns,
     sample_patterns,
     unique_patterns,
 )
@@ -127,3 +128,17 @@ def test_enumeration_of_repeated_samples_equals_that_of_unique_ones():
     # Repeated rows share their activation; the patterns are the same cells
     # (the whitening differs, the arrangement of the rows does not).
     assert _keys(np.repeat(D_unique, counts, axis=0)) == _keys(D_repeated)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 16, 45, 1001])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_pack_patterns_is_packbits_by_column(n, order):
+    rng = np.random.default_rng(n)
+    D = np.asarray(rng.random((n, 13)) < 0.5, order=order)
+    keys = pack_patterns(D)
+    np.testing.assert_array_equal(keys, np.packbits(D, axis=0).T)
+    assert keys.flags.c_contiguous and keys.dtype == np.uint8
+    # Every pattern's bytes hold exactly its column.
+    for j in range(D.shape[1]):
+        np.testing.assert_array_equal(np.unpackbits(keys[j])[:n], D[:, j])
+    assert pack_patterns(D[:, :0]).shape == (0, -(-n // 8))
