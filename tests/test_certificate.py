@@ -9,6 +9,7 @@ second-order cone programs.
 import numpy as np
 import pytest
 
+import skbnconvex._certificate as cert_module
 from skbnconvex._certificate import optimality_certificate
 from skbnconvex._closed_form import closed_form_solution
 from skbnconvex._column_generation import column_generation, cvxpy_solver
@@ -70,9 +71,16 @@ def _certify(Ut, D, Y, loss, beta, result, **kwargs):
 # The dual-constraint maximum M
 
 
+# With and without the refined bounds of the candidates (which the search
+# skips at large n and small rank, where exact projections are cheaper).
+REFINE = pytest.mark.parametrize("refine", [True, False], ids=["refined", "unrefined"])
+
+
+@REFINE
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("d", [2, 3])
-def test_exact_M_matches_dense_sampling_of_the_sphere(seed, d):
+def test_exact_M_matches_dense_sampling_of_the_sphere(seed, d, refine, monkeypatch):
+    monkeypatch.setattr(cert_module, "_refine_pays", lambda n, k: refine)
     rng = np.random.default_rng(seed)
     n = 15
     Ut = whiten(rng.standard_normal((n, d))).Ut
@@ -141,8 +149,10 @@ def test_M_at_zero_is_the_threshold_of_the_zero_network(loss, seed):
     assert below.objective < zero_value * (1 - 1e-6)
 
 
+@REFINE
 @pytest.mark.parametrize("n_outputs", [1, 3])
-def test_search_mode_bounds_the_exact_maximum(n_outputs):
+def test_search_mode_bounds_the_exact_maximum(n_outputs, refine, monkeypatch):
+    monkeypatch.setattr(cert_module, "_refine_pays", lambda n, k: refine)
     rng = np.random.default_rng(3)
     n, d = 20, 3
     Ut = whiten(rng.standard_normal((n, d))).Ut
