@@ -72,6 +72,8 @@ EXACT_MAX_PATTERNS = 100_000
 _CHUNK_ENTRIES = 2**24
 # Projected-gradient steps that tighten the candidates' upper bounds.
 _REFINE_STEPS = 24
+# Most rows whose half-spaces give the cheap bounds (_upper_bounds).
+_CUT_ROWS = 4096
 # Candidates whose bounds are refined together.
 _REFINE_CHUNK = 64
 # Cost of an exact projection beyond its products with U' (the small NNLS
@@ -248,19 +250,25 @@ def _upper_bounds(Ut, D, lam):
     gradients ``G`` (n_outputs, n_patterns, k). One output at a time, in
     chunks of patterns so that the ``(n, patterns)`` temporaries stay
     within ``_CHUNK_ENTRIES``.
+
+    The half-spaces are those of every ``ceil(n / _CUT_ROWS)``-th row: any
+    of them contains the cone, so the bound holds, a little looser, and
+    costs a fraction at large ``n`` (letter: 16 000 rows, 26 outputs).
     """
     n, C = lam.shape
     P, k = D.shape[1], Ut.shape[1]
-    row_norm = np.sqrt(np.einsum("nk,nk->n", Ut, Ut))
+    stride = -(-n // _CUT_ROWS)
+    Uc = Ut[::stride]
+    row_norm = np.sqrt(np.einsum("nk,nk->n", Uc, Uc))
     # Rows scaled to unit norm (zero rows cut nothing).
-    Ut_unit = Ut / np.where(row_norm > 0, row_norm, np.inf)[:, None]
+    Ut_unit = Uc / np.where(row_norm > 0, row_norm, np.inf)[:, None]
     ub = np.empty((C, 2, P))
     G = np.empty((C, P, k))
     cols = max(1, _CHUNK_ENTRIES // n)
     for a in range(0, P, cols):
         sl = slice(a, a + cols)
         Df = D[:, sl].astype(np.float64)
-        S = 2.0 * Df - 1.0  # row j of A is (2 D_j - 1) u_j
+        S = 2.0 * Df[::stride] - 1.0  # row j of A is (2 D_j - 1) u_j
         for c in range(C):
             Gc = (Ut * lam[:, c, None]).T @ Df  # (k, chunk): Ut^T D_p lam_c
             G[c, sl] = Gc.T

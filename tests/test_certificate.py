@@ -198,6 +198,18 @@ def test_cheap_bounds_in_chunks(monkeypatch):
                 assert ub[c, s, p] == pytest.approx(np.sqrt(max(g @ g - cut, 0.0)), abs=1e-12)
                 value, _, _ = cert._cone_projection(Ut, D[:, p], sign * g)
                 assert value <= ub[c, s, p] * (1 + 1e-10) + 1e-12
+    # Half-spaces of a subset of the rows (every fourth, as at large n): the
+    # same gradients, bounds no tighter and still above the projections.
+    monkeypatch.setattr(cert, "_CUT_ROWS", 8)
+    ub_s, G_s = cert._upper_bounds(Ut, D, lam)
+    np.testing.assert_allclose(G_s, G, rtol=1e-13)
+    assert np.all(ub_s >= ub * (1 - 1e-13))
+    assert np.any(ub_s > ub * (1 + 1e-6))
+    for c in range(C):
+        for p in range(D.shape[1]):
+            for s, sign in enumerate((1.0, -1.0)):
+                value, _, _ = cert._cone_projection(Ut, D[:, p], sign * G[c, p])
+                assert value <= ub_s[c, s, p] * (1 + 1e-10) + 1e-12
 
 
 @pytest.mark.parametrize("spectral_power", [0.0, 0.5])
