@@ -176,11 +176,11 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         ``n_flip_rounds`` (5) rounds of local search across cells and
         ``max_checks`` (1000) exact cone projections per stage of
         candidates (see :ref:`the certificate <certificate>`). Used after
-        the fit and by every round of ``patterns="adaptive"``. Its cost grows with
-        ``n_samples * n_outputs`` times these counts: on letter (16 000
-        rows, 26 classes) the default search takes about as long as 100
-        solver iterations. A smaller search gives a less reliable estimate
-        (a smaller gap than the true one is possible), and with
+        the fit and by every round of ``patterns="adaptive"``. Its cost
+        grows with ``n_samples * n_outputs`` times these counts: on letter
+        (16 000 rows, 26 classes) the default search takes about as long as
+        100 solver iterations. A smaller search gives a less reliable
+        estimate (a smaller gap than the true one is possible), and with
         ``patterns="adaptive"`` fewer new patterns per round; a search never
         sets ``certified_``, so a proof is unaffected.
     warm_start : bool, default=False

@@ -141,6 +141,16 @@ def test_solver_with_barrier_at_once_matches_clarabel(
     assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
 
 
+def small_alpha_program():
+    """Diabetes (200 rows) at alpha = 0.01, 20 sampled patterns."""
+    X, y = load_diabetes(return_X_y=True)
+    X = StandardScaler().fit_transform(X[:200])
+    y = (y[:200] - y[:200].mean()) / y[:200].std()
+    Ut = whiten(X).Ut
+    D = sample_patterns(Ut, 20, np.random.RandomState(0))
+    return ConvexProgram(Ut, D, y[:, None], SquaredLoss(), 0.01 / np.sqrt(200))
+
+
 def test_small_alpha_where_fista_stalls(monkeypatch):
     """Real data at small alpha: FISTA alone stalls, the barrier solves it.
 
@@ -148,12 +158,7 @@ def test_small_alpha_where_fista_stalls(monkeypatch):
     after 20 000 iterations (36 s); with the barrier it converged in about
     400 iterations (1 s).
     """
-    X, y = load_diabetes(return_X_y=True)
-    X = StandardScaler().fit_transform(X[:200])
-    y = (y[:200] - y[:200].mean()) / y[:200].std()
-    Ut = whiten(X).Ut
-    D = sample_patterns(Ut, 20, np.random.RandomState(0))
-    prog = ConvexProgram(Ut, D, y[:, None], SquaredLoss(), 0.01 / np.sqrt(200))
+    prog = small_alpha_program()
     ref = solve_cvxpy(prog, tol=1e-10).objective
 
     calls = []

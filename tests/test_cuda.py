@@ -9,19 +9,14 @@ and the recovered network's forward pass in numpy.
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_diabetes
-from sklearn.preprocessing import StandardScaler
 
 import skbnconvex._solvers._torch as torch_solver
 from skbnconvex import ConvexBNReLUClassifier, ConvexBNReLURegressor
-from skbnconvex._losses import SquaredLoss
-from skbnconvex._patterns import sample_patterns
-from skbnconvex._program import ConvexProgram
 from skbnconvex._solvers._cvxpy import solve_cvxpy
 from skbnconvex._solvers._torch import solve_torch
-from skbnconvex._whitening import whiten
 
 from .conftest import make_regression_data
+from .test_barrier import small_alpha_program
 from .test_torch_solver import CASES, _program, references  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.gpu
@@ -57,12 +52,7 @@ def test_cuda_small_alpha_real_data():
     # Diabetes at small alpha: FISTA stalls and the barrier finishes the
     # solve (test_barrier.py checks that on CPU); the device must agree with
     # Clarabel just the same.
-    X, y = load_diabetes(return_X_y=True)
-    X = StandardScaler().fit_transform(X[:200])
-    y = (y[:200] - y[:200].mean()) / y[:200].std()
-    Ut = whiten(X).Ut
-    D = sample_patterns(Ut, 20, np.random.RandomState(0))
-    prog = ConvexProgram(Ut, D, y[:, None], SquaredLoss(), 0.01 / np.sqrt(200))
+    prog = small_alpha_program()
     ref = solve_cvxpy(prog, tol=1e-10).objective
     res = solve_torch(prog, tol=1e-8, max_iter=20000, device="cuda")
     assert res.converged, res.message
