@@ -17,7 +17,7 @@ from skbnconvex._solvers._torch import solve_torch
 
 from .conftest import make_regression_data
 from .test_barrier import small_alpha_program
-from .test_torch_solver import CASES, _program, references  # noqa: F401 (fixture)
+from .test_torch_solver import CASES, references  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.gpu
 
