@@ -3,6 +3,7 @@
 # Authors: the skbnconvex developers
 # License: BSD 3 clause
 
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -230,6 +231,17 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
         Number of activation patterns in the final convex program.
     n_rounds_ : int
         Solves made by column generation (1 otherwise).
+    history_ : list of dict
+        One entry per round of column generation (``patterns="adaptive"``;
+        a single entry otherwise), like ``loss_curve_`` of
+        :class:`~sklearn.neural_network.MLPRegressor`: ``n_patterns`` (of
+        the round's program), ``objective`` (of its solution, per sample as
+        ``objective_``), ``lower_bound`` and ``gap`` (of the round's
+        certificate), ``added`` and ``dropped`` (patterns, before the next
+        round) and ``time`` (seconds since the start of the fit, the
+        certificate included). Intermediate rounds are solved to a looser
+        accuracy than ``tol``; their objectives are those of feasible
+        networks all the same.
     rank_ : int
         Rank of the centred training data.
     solver_ : str
@@ -498,6 +510,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         whitening = whiten(X, sample_weight=sample_weight,
                            spectral_power=self.spectral_power)
         n = whitening.weight_sum
+        start = time.perf_counter()
         loss = get_loss(self.loss, Y.shape[1], sample_weight)
         Y_coded, Y = Y, program_targets(loss, Y, sample_weight)
         sqrt_w = np.ones((X.shape[0], 1)) if sample_weight is None else np.sqrt(sample_weight)[:, None]
@@ -525,6 +538,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             D0, W0 = self._warm_start_point(X.shape[0], Ut.shape[1])
             if D0 is None:
                 D0, W0 = self._initial_point(X, Y_coded, Ut, rng, sample_weight)
+            cg_start = time.perf_counter()
             cg = column_generation(
                 Ut, Y, loss, beta, self._solve,
                 n_initial=self.n_patterns,
@@ -541,6 +555,13 @@ class _BaseConvexBNReLU(BaseEstimator):
             D, result, certificate = cg.patterns, cg.result, cg.certificate
             Wp, Wn = result.Wp, result.Wn
             self.n_rounds_ = cg.n_rounds
+            self.history_ = [
+                {"n_patterns": h["n_patterns"], "objective": h["objective"] / n,
+                 "lower_bound": h["lower_bound"] / n, "gap": h["gap"],
+                 "added": h["added"], "dropped": h["dropped"],
+                 "time": h["time"] + cg_start - start}
+                for h in cg.history
+            ]
             self.n_iter_ = result.n_iter
             converged, message = cg.converged, cg.message
         else:
@@ -570,6 +591,11 @@ class _BaseConvexBNReLU(BaseEstimator):
                 primal=program.objective(Wp, Wn), patterns=D, blocks=(Wp, Wn),
                 mode=mode, tol=self.tol, random_state=rng, **certificate_options,
             )
+            self.history_ = [
+                {"n_patterns": D.shape[1], "objective": certificate.primal / n,
+                 "lower_bound": certificate.lower_bound / n, "gap": certificate.gap,
+                 "added": 0, "dropped": 0, "time": time.perf_counter() - start}
+            ]
         # The dual bound holds whatever point it comes from, so it is taken
         # at the solver's point, and the gap below is that of the pruned
         # network actually returned.

@@ -5,6 +5,8 @@ Linear-BatchNorm-ReLU-Linear, many random initialisations, Adam then L-BFGS),
 which knows nothing of the convex program.
 """
 
+import time
+
 import numpy as np
 import pytest
 
@@ -86,6 +88,44 @@ def test_certificate_of_the_estimators(loss, seed):
     if loss == "squared_error":
         # Clarabel is accurate enough on the quadratic program to prove it.
         assert ref.certified_ and adaptive.certified_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("loss", ["squared_error", "log_loss"])
+def test_history_records_every_round(loss):
+    X, Y = make_regression_data(n=15, d=2, seed=0)
+    y = Y[:, 0]
+    Estimator = ConvexBNReLURegressor
+    if loss == "log_loss":
+        y, Estimator = np.where(y > np.median(y), 1, 0), ConvexBNReLUClassifier
+    ref = Estimator(alpha=0.2, patterns="enumerate").fit(X, y)
+    t0 = time.perf_counter()
+    adaptive = Estimator(alpha=0.2, patterns="adaptive", n_patterns=3,
+                         random_state=0).fit(X, y)
+    elapsed = time.perf_counter() - t0
+    h = adaptive.history_
+    assert len(h) == adaptive.n_rounds_ > 1
+    for e in h:
+        # Every round's network is feasible, so never below the optimum
+        # over all patterns, whose lower bounds stay below it.
+        assert e["objective"] >= ref.objective_ * (1 - 1e-7)
+        assert e["lower_bound"] <= ref.objective_ * (1 + 1e-7)
+    for a, b in zip(h, h[1:]):
+        assert b["n_patterns"] == a["n_patterns"] + a["added"] - a["dropped"]
+        assert a["added"] > 0
+    times = [e["time"] for e in h]
+    assert 0 < times[0] and np.all(np.diff(times) > 0) and times[-1] <= elapsed
+    # The last round is the returned fit (objective_: a forward pass).
+    assert h[-1]["objective"] == pytest.approx(adaptive.objective_, rel=1e-6)
+    assert h[-1]["lower_bound"] == pytest.approx(adaptive.lower_bound_, rel=1e-12)
+    assert h[0]["objective"] > h[-1]["objective"] * (1 + 1e-4)
+    # One solve, one entry.
+    single = Estimator(alpha=0.2, n_patterns=3, random_state=0).fit(X, y)
+    assert len(single.history_) == 1
+    assert single.history_[0]["n_patterns"] == single.n_patterns_
+    assert single.history_[0]["objective"] == pytest.approx(single.objective_, rel=1e-6)
+    assert single.history_[0]["lower_bound"] == pytest.approx(single.lower_bound_,
+                                                              rel=1e-12)
 
 
 NO_SEARCH = {"n_samples": 0, "n_starts": 0, "n_ascent": 0, "n_flip_rounds": 0}
