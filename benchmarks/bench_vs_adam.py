@@ -5,7 +5,9 @@ sampled patterns and with ``init="adam", patterns="adaptive"`` (column
 generation seeded by a brief Adam run), then train the non-convex network of
 the same width as the adaptive fit with Adam (full batch, several seeds, a
 small grid of learning rates) for a fixed budget of steps, and print both
-objectives, the estimated gap and the wall times, measured in one run.
+objectives, the estimated gap and the wall times, measured in one run, and
+the time at which the adaptive fit first went below Adam's best (from its
+``history_``: the end of the first round whose network is below it).
 
 Run from the repository root (datasets from ../shared/data)::
 
