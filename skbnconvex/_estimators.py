@@ -498,6 +498,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         rows scaled by ``sqrt(w_i)`` (:func:`~skbnconvex._whitening.whiten`).
         """
         certificate_options = _check_certificate_options(self.certificate_options)
+        start = time.perf_counter()  # of history_'s times
         # Float32 data give a float32 network (and predictions); the solve
         # stays in float64, where the solvers reach tol (the torch solver
         # in float32 stalls above tol=1e-6; solver_options={"dtype":
@@ -510,7 +511,6 @@ class _BaseConvexBNReLU(BaseEstimator):
         whitening = whiten(X, sample_weight=sample_weight,
                            spectral_power=self.spectral_power)
         n = whitening.weight_sum
-        start = time.perf_counter()
         loss = get_loss(self.loss, Y.shape[1], sample_weight)
         Y_coded, Y = Y, program_targets(loss, Y, sample_weight)
         sqrt_w = np.ones((X.shape[0], 1)) if sample_weight is None else np.sqrt(sample_weight)[:, None]
