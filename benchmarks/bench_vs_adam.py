@@ -122,12 +122,13 @@ def main():
               f"time ratio = {rows[-1][2] / t_adam:.2f}")
         # The first round of column generation whose network is below
         # Adam's best (history_ times count from the start of the fit).
-        below = [h for h in rows[-1][1].history_ if h["objective"] < best]
+        below = next(((r, h) for r, h in enumerate(rows[-1][1].history_)
+                      if h["objective"] < best), None)
         if below:
-            print(f"{'':42} below Adam's best after round "
-                  f"{rows[-1][1].history_.index(below[0])} at "
-                  f"{below[0]['time']:.1f} s: {below[0]['time'] / t_adam:.2f} "
-                  f"of Adam's time (objective {below[0]['objective']:.6f})")
+            r, h = below
+            print(f"{'':42} below Adam's best after round {r} at "
+                  f"{h['time']:.1f} s: {h['time'] / t_adam:.2f} "
+                  f"of Adam's time (objective {h['objective']:.6f})")
         else:
             print(f"{'':42} no round below Adam's best")
 

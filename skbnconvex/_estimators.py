@@ -256,6 +256,20 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
 """
 
 
+def _history_entry(entry, n, offset):
+    """A round of column generation as ``history_`` shows it.
+
+    Objective and bound per sample (divided by ``n``, as ``objective_``),
+    the time shifted by ``offset`` to count from the start of the fit.
+    """
+    keys = ("n_patterns", "gap", "added", "dropped")
+    out = {key: entry[key] for key in keys}
+    out["objective"] = entry["objective"] / n
+    out["lower_bound"] = entry["lower_bound"] / n
+    out["time"] = entry["time"] + offset
+    return out
+
+
 def _check_weights(sample_weight, X):
     """Validated non-negative weights (None stays None).
 
@@ -555,13 +569,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             D, result, certificate = cg.patterns, cg.result, cg.certificate
             Wp, Wn = result.Wp, result.Wn
             self.n_rounds_ = cg.n_rounds
-            self.history_ = [
-                {"n_patterns": h["n_patterns"], "objective": h["objective"] / n,
-                 "lower_bound": h["lower_bound"] / n, "gap": h["gap"],
-                 "added": h["added"], "dropped": h["dropped"],
-                 "time": h["time"] + cg_start - start}
-                for h in cg.history
-            ]
+            self.history_ = [_history_entry(h, n, cg_start - start) for h in cg.history]
             self.n_iter_ = result.n_iter
             converged, message = cg.converged, cg.message
         else:
@@ -591,11 +599,10 @@ class _BaseConvexBNReLU(BaseEstimator):
                 primal=program.objective(Wp, Wn), patterns=D, blocks=(Wp, Wn),
                 mode=mode, tol=self.tol, random_state=rng, **certificate_options,
             )
-            self.history_ = [
-                {"n_patterns": D.shape[1], "objective": certificate.primal / n,
-                 "lower_bound": certificate.lower_bound / n, "gap": certificate.gap,
-                 "added": 0, "dropped": 0, "time": time.perf_counter() - start}
-            ]
+            self.history_ = [_history_entry(
+                {"n_patterns": D.shape[1], "objective": certificate.primal,
+                 "lower_bound": certificate.lower_bound, "gap": certificate.gap,
+                 "added": 0, "dropped": 0, "time": time.perf_counter()}, n, -start)]
         # The dual bound holds whatever point it comes from, so it is taken
         # at the solver's point, and the gap below is that of the pruned
         # network actually returned.
