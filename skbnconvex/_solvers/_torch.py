@@ -36,7 +36,9 @@ Method
    Lawson-Hanson iterates decrease, so a block can stop as soon as its norm
    is below the prox threshold (it is then zero); before that, the
    remembered multipliers bound ``\|\Pi_C(p)\|`` in ``O(k^2)`` and discard
-   most zero blocks without touching the ``n`` rows.
+   most zero blocks without touching the ``n`` rows. On the CPU the
+   batched steps run in NumPy (:mod:`._lawson_hanson`), where the fixed
+   cost of a small operation is lower than torch's.
 
 3. **Newton on the identified faces.** At every check where the support or
    the active rows of the non-zero blocks changed, the program restricted
@@ -111,6 +113,7 @@ from .._losses import (
 )
 from ._barrier import barrier_solve, cone_interior
 from ._base import SolverResult
+from ._lawson_hanson import batched_lawson_hanson
 
 # Number of patterns of the first working set.
 _WS_START = 10
@@ -132,6 +135,10 @@ _CHUNK_ENTRIES = 2**24
 _REFINE_ALL_ENTRIES = 2**23
 # Blocks left to the host Lawson-Hanson when a batched projection is slow.
 _HOST_TAIL = 8
+# Batched projections on the CPU in NumPy (_lawson_hanson.py) rather than
+# torch: the fixed cost of small tensor operations dominates them there
+# ((1000, 20, 100), one thread: solve 1.86 s -> 1.44 s, same iterates).
+_NUMPY_ON_CPU = True
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
 # Most Newton steps per attempt.
@@ -383,6 +390,7 @@ class _Faces:
         # a cold start takes a few times k (rows enter and leave), a warm
         # start a few steps.
         self.steps = 5 * k + 20
+        self.use_numpy = _NUMPY_ON_CPU and prob.device.type == "cpu"
 
     def rows(self, g):
         """Active rows of block ``g`` (a list)."""
@@ -411,6 +419,35 @@ class _Faces:
             Upper bounds of ``||P_C(Z_b)||`` (exact where finished): the
             norm of ``Z + K^T mu`` for non-negative ``mu``.
         """
+        if self.use_numpy:
+            return self._project_numpy(gidx, Z, max_steps, stop_below)
+        return self._project_torch(gidx, Z, max_steps, stop_below)
+
+    def _project_numpy(self, gidx, Z, max_steps, stop_below):
+        """:meth:`project` by :func:`batched_lawson_hanson` (CPU tensors).
+
+        The faces are updated through NumPy views of the CPU tensors.
+        """
+        prob = self.prob
+        g = gidx.numpy()
+        R, V = self.R.numpy()[g], self.V.numpy()[g]
+        X = self.X.numpy()[g] * V
+        out, ub, nrm = batched_lawson_hanson(
+            prob.Ut.numpy(), prob.St.numpy()[g % self.P], Z.numpy(), R, V, X,
+            max_steps, prob.feas_tol, stop_below, _HOST_TAIL,
+        )
+        # Canonical (sorted) faces, remembered for the next projection.
+        perm = np.argsort(np.where(V, R, self.n), axis=1, kind="stable")
+        R = np.take_along_axis(R, perm, 1)
+        V = np.take_along_axis(V, perm, 1)
+        self.R.numpy()[g] = np.where(V, R, 0)
+        self.V.numpy()[g] = V
+        self.X.numpy()[g] = np.take_along_axis(X, perm, 1) * V
+        self.Pn.numpy()[g] = nrm
+        return torch.from_numpy(out), torch.from_numpy(ub)
+
+    def _project_torch(self, gidx, Z, max_steps, stop_below):
+        """:meth:`project` in batched tensor operations (any device)."""
         prob = self.prob
         Ut = prob.Ut
         B, k = Z.shape

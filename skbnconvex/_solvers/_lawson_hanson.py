@@ -1,0 +1,137 @@
+"""Batched Lawson-Hanson cone projections in NumPy (the CPU path).
+
+The torch solver projects many blocks at once onto their cones
+``{z : s * (U' z) >= 0}`` (:meth:`skbnconvex._solvers._torch._Faces.project`).
+On the GPU that batched step is a few dozen tensor operations; on the CPU
+the same operations on small tensors cost mostly their fixed overhead
+(boolean-mask indexing in torch is a host synchronisation and an
+allocation each), so the CPU runs this NumPy transcription of the same
+method instead: same steps, same warm start, same results.
+"""
+
+# Authors: the skbnconvex developers
+# License: BSD 3 clause
+
+import numpy as np
+import torch
+
+
+def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail):
+    """Project the rows of ``Z`` onto their cones, warm-started (NumPy).
+
+    Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||`` of every
+    block, ``K = S_b[:, None] * Ut``, batched over the blocks: one
+    least-squares solve on the passive rows per step. Started from the
+    remembered passive rows (rows with a non-positive multiplier drop out
+    until all are positive); then, while ``K z`` has an entry below
+    ``-feas_tol * ||Z_b||``, the most violated row enters, and the
+    interpolation step keeps the multipliers non-negative.
+
+    Parameters
+    ----------
+    Ut : ndarray of shape (n, k)
+        The whitened data ``U'``.
+    S : ndarray of shape (B, n)
+        Signs ``2 D_i - 1`` of every block's pattern.
+    Z : ndarray of shape (B, k)
+        Points to project.
+    R, V : ndarray of shape (B, k), int and bool
+        Remembered passive rows by slot and their validity. Modified in
+        place: on return, the rows where every block stopped.
+    X : ndarray of shape (B, k)
+        Last non-negative multipliers by slot. Modified in place.
+    max_steps : int
+        Most batched steps.
+    feas_tol : float
+        Relative tolerance of the KKT check.
+    stop_below : float or None
+        A block whose iterate has norm at most this stops (the norms of
+        the iterates decrease): its projection is that small at least.
+    tail : int
+        Stop as soon as at most this many blocks are still running (the
+        caller finishes them one by one).
+
+    Returns
+    -------
+    out : ndarray of shape (B, k)
+        Projections; NaN rows for blocks that did not finish (step budget,
+        a degenerate passive set, ``stop_below`` or ``tail``).
+    ub : ndarray of shape (B,)
+        Upper bounds of the norms of the projections (exact where
+        finished).
+    nrm : ndarray of shape (B,)
+        Norms of the rows of ``Z``.
+    """
+    B, k = Z.shape
+    x = np.zeros_like(Z)  # multipliers of the passive rows, by slot
+    warm = np.ones(B, dtype=bool)
+    nrm = np.linalg.norm(Z, axis=1)
+    out = np.full_like(Z, np.nan)
+    ub = nrm.copy()
+    act = np.arange(B)
+    eye = np.eye(k, dtype=Z.dtype)
+    UtT = np.ascontiguousarray(Ut.T)
+    for _ in range(max_steps):
+        b = len(act)
+        Ra, Va, Sa, Za = R[act], V[act], S[act], Z[act]
+        xa, wa = x[act], warm[act]
+        # Rows K_j of the passive set; padding slots are zero rows with a
+        # unit diagonal in the Gram matrix.
+        A = (np.take_along_axis(Sa, Ra, 1) * Va)[..., None] * Ut[Ra]  # (b, k, k)
+        G = A @ A.transpose(0, 2, 1)
+        G += eye * (~Va)[:, None, :]
+        # torch's batched Cholesky reports failures per matrix and costs
+        # a third of NumPy's factorisation and solve on these stacks.
+        Lc, info = torch.linalg.cholesky_ex(torch.from_numpy(G))
+        rhs = torch.from_numpy(A @ Za[..., None])
+        sol = torch.cholesky_solve(rhs, Lc).numpy()[..., 0]
+        failed = info.numpy() != 0
+        sol *= -1.0 * Va
+        sol[failed] = 0.0
+        positive = ((sol > 0) | ~Va).all(1) & ~failed
+        X[act[positive]] = sol[positive]
+        # Warm phase: rows with a non-positive multiplier leave.
+        w_neg = wa & ~positive & ~failed
+        V[act[w_neg]] = Va[w_neg] & (sol[w_neg] > 0)
+        # Lawson-Hanson interpolation towards the solution, which stays
+        # non-negative; the blocking row leaves.
+        c_neg = ~wa & ~positive & ~failed
+        if c_neg.any():
+            xc, sc, Vc = xa[c_neg], sol[c_neg], Va[c_neg]
+            blocking = Vc & (sc <= 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(blocking, xc / np.where(blocking, xc - sc, 1.0), np.inf)
+            jmin = ratio.argmin(1)
+            alpha = ratio[np.arange(len(jmin)), jmin]
+            xc = xc + alpha[:, None] * (sc - xc)
+            leave = Vc & (xc <= 0)
+            leave[np.arange(len(jmin)), jmin] = True
+            Vc &= ~leave
+            V[act[c_neg]] = Vc
+            x[act[c_neg]] = xc * Vc
+        # Positive multipliers: a KKT check, then the most violated row.
+        z = Za + np.einsum("bjk,bj->bk", A, sol)
+        Kz = Sa * (z @ UtT)
+        bi, si = np.nonzero(Va)
+        Kz[bi, Ra[bi, si]] = np.inf  # passive rows are not candidates
+        jrow = Kz.argmin(1)
+        kzmin = Kz[np.arange(b), jrow]
+        ub_a = np.where(positive, np.linalg.norm(z, axis=1), np.inf)
+        ub[act] = np.minimum(ub[act], ub_a)
+        done = positive & (kzmin >= -feas_tol * nrm[act])
+        out[act[done]] = z[done]
+        if stop_below is not None:
+            done |= ub_a <= stop_below
+        add = positive & ~done & ~Va.all(1)
+        slot = (~Va).argmax(1)
+        ia = act[add]
+        x[ia] = sol[add]
+        R[ia, slot[add]] = jrow[add]
+        V[ia, slot[add]] = True
+        warm[ia] = False
+        # Blocks whose solve failed or whose passive set is full (both
+        # degenerate) are left to the caller's exact fallback.
+        act = act[~done & ~failed & (add | ~positive)]
+        if len(act) <= tail:
+            break
+    return out, ub, nrm
