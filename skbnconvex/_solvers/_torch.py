@@ -103,6 +103,7 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 
 import numpy as np
 import torch
+from scipy.linalg.lapack import dposv as _posv
 
 from .._dual_bounds import refine_projection_bounds
 from .._losses import (
@@ -211,10 +212,12 @@ def _lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
         # Normal equations of the small least-squares problem: the active
         # rows are linearly independent (a dependent row is never violated).
         A = s[R, None] * Ut[R]  # (|R|, k), rows K_j
-        try:
-            return np.linalg.solve(A @ A.T, -(A @ p)), A
-        except np.linalg.LinAlgError:
-            return np.linalg.lstsq(A.T, -p, rcond=None)[0], A
+        # LAPACK's Cholesky solve directly: a third of np.linalg.solve's
+        # cost on these small systems, solved thousands of times a fit.
+        _, sol, info = _posv(A @ A.T, -(A @ p))
+        if info != 0:
+            sol = np.linalg.lstsq(A.T, -p, rcond=None)[0]
+        return sol, A
 
     R = [int(j) for j in rows]
     k = p.shape[0]
