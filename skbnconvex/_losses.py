@@ -264,13 +264,19 @@ def torch_parameter_hessian(loss, F, Y, J, out):
 
     h, p = loss.torch_hessian(F, Y)
     T = J.shape[1]
-    H = torch.zeros((T, T), dtype=J.dtype, device=J.device)
-    # The first term only between columns of one output: one product per
-    # output, not a full (T, T) product masked afterwards.
-    for c in torch.unique(out).tolist():
-        j = (out == c).nonzero()[:, 0]
-        Jc = J[:, j]
-        H[j[:, None], j] = Jc.T @ (h[:, c, None] * Jc)
+    outputs = torch.unique(out).tolist()
+    if len(outputs) == 1:
+        # One output (every binary and regression fit): a plain product,
+        # without the copies and the scatter of the general case.
+        H = J.T @ (h[:, outputs[0], None] * J)
+    else:
+        # The first term only between columns of one output: one product
+        # per output, not a full (T, T) product masked afterwards.
+        H = torch.zeros((T, T), dtype=J.dtype, device=J.device)
+        for c in outputs:
+            j = (out == c).nonzero()[:, 0]
+            Jc = J[:, j]
+            H[j[:, None], j] = Jc.T @ (h[:, c, None] * Jc)
     if p is not None:
         Jp = p[:, out] * J
         H -= Jp.T @ Jp

@@ -1023,8 +1023,14 @@ def _newton(wset, W, struct):
     beta = prob.beta
     loss = prob.loss
 
+    # F = sum_j J[:, j] x_j e_{out_j}^T: one product with the (T, C)
+    # indicator of the outputs (index_add_ over the columns of J * x cost
+    # twice the Hessian's time on breast cancer).
+    E = torch.zeros((T, C), **f64)
+    E[torch.arange(T, device=dev), out_col] = 1.0
+
     def F_of(x):
-        return torch.zeros((J.shape[0], C), **f64).index_add_(1, out_col, J * x)
+        return J @ (x[:, None] * E)
 
     def bnorm(x):
         return torch.zeros(nb, **f64).index_add_(0, blk, x * x).sqrt()
@@ -1052,12 +1058,15 @@ def _newton(wset, W, struct):
         r = _loss_grad(loss, F, Y)  # (n, C)
         Ja, oa, ba = J[:, ia], out_col[ia], blk[ia]
         u = x[ia] / nr[ba]
-        grad = (Ja * r[:, oa]).sum(0) + beta * u
+        grad = (Ja.T @ r).gather(1, oa[:, None])[:, 0] + beta * u
         H = torch_parameter_hessian(loss, F, Y, Ja, oa)
-        # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block.
-        same_blk = ba[:, None] == ba[None, :]
-        eye = torch.eye(len(ia), **f64)
-        H = H + beta * same_blk * (eye - u[:, None] * u[None, :]) / nr[ba][:, None]
+        # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block,
+        # i.e. beta / ||x_b|| on the diagonal minus beta Q Q^T, where
+        # Q[j, b_j] = u_j / sqrt(||x_b||) (one product, no (T, T) masks).
+        Q = torch.zeros((len(ia), nb), **f64)
+        Q[torch.arange(len(ia), device=dev), ba] = u / nr[ba].sqrt()
+        H.diagonal().add_(beta / nr[ba])
+        H.addmm_(Q, Q.T, alpha=-beta)
         H.diagonal().add_(1e-13 * float(H.diagonal().abs().max()))
         Lc, info = torch.linalg.cholesky_ex(H)
         if int(info) == 0:
