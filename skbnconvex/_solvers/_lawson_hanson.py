@@ -13,7 +13,7 @@ method instead: same steps, same warm start, same results.
 # License: BSD 3 clause
 
 import numpy as np
-import torch
+from scipy.linalg import get_lapack_funcs
 
 
 def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail):
@@ -69,8 +69,8 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
     out = np.full_like(Z, np.nan)
     ub = nrm.copy()
     act = np.arange(B)
-    eye = np.eye(k, dtype=Z.dtype)
     UtT = np.ascontiguousarray(Ut.T)
+    (posv,) = get_lapack_funcs(("posv",), (Z,))  # sposv or dposv
     for _ in range(max_steps):
         b = len(act)
         Ra, Va, Sa, Za = R[act], V[act], S[act], Z[act]
@@ -79,14 +79,18 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
         # unit diagonal in the Gram matrix.
         A = (np.take_along_axis(Sa, Ra, 1) * Va)[..., None] * Ut[Ra]  # (b, k, k)
         G = A @ A.transpose(0, 2, 1)
-        G += eye * (~Va)[:, None, :]
-        # torch's batched Cholesky reports failures per matrix and costs
-        # a third of NumPy's factorisation and solve on these stacks.
-        Lc, info = torch.linalg.cholesky_ex(torch.from_numpy(G))
-        rhs = torch.from_numpy(A @ Za[..., None])
-        sol = torch.cholesky_solve(rhs, Lc).numpy()[..., 0]
-        failed = info.numpy() != 0
-        sol *= -1.0 * Va
+        G.reshape(b, k * k)[:, :: k + 1] += ~Va  # the diagonals, in place
+        # LAPACK's Cholesky solve matrix by matrix: cheaper here than the
+        # batched factorisations of NumPy or torch, and it reports the
+        # matrices that are not positive definite (a degenerate passive
+        # set, left to the caller's exact fallback).
+        rhs = -(A @ Za[..., None])[..., 0]
+        sol = np.empty_like(rhs)
+        failed = np.zeros(b, dtype=bool)
+        for j in range(b):
+            _, sol[j], info = posv(G[j], rhs[j])
+            failed[j] = info != 0
+        sol *= Va
         sol[failed] = 0.0
         positive = ((sol > 0) | ~Va).all(1) & ~failed
         X[act[positive]] = sol[positive]
