@@ -280,7 +280,9 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     Z0 = rng.standard_normal((2 * P, k))
     rtol = 1e-9 if dtype == torch.float64 else 1e-4
     for Z in (Z0, Z0 + 0.05 * rng.standard_normal(Z0.shape)):
-        ref = np.array([_qp_projection(S[:, g % P, None] * prog.Ut, Z[g]) for g in range(2 * P)])
+        ref = np.array(
+            [_qp_projection(S[:, g % P, None] * prog.Ut, Z[g]) for g in range(2 * P)]
+        )
         out, ub = faces.project(gidx, torch.as_tensor(Z, dtype=dtype), faces.steps)
         out, ub = out.double().numpy(), ub.double().numpy()
         assert not np.isnan(out).any()
@@ -316,3 +318,38 @@ def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
     assert res_np.converged and res_t.converged
     assert res_np.objective == pytest.approx(res_t.objective, rel=1e-8)
     np.testing.assert_allclose(res_np.Wp, res_t.Wp, atol=1e-6 * np.abs(res_t.Wp).max())
+
+
+def test_host_lawson_hanson_matches_a_qp_solver():
+    """The one-block Lawson-Hanson that finishes slow blocks on the host.
+
+    Cold (no rows), warm-started from rows of another point's face, and
+    with ``stop_below``, against Clarabel's projections.
+    """
+    from skbnconvex._solvers._lawson_hanson import lawson_hanson
+
+    prog = _program("squared", n=60, d=5, P=12, seed=12)
+    S = np.where(prog.D, 1.0, -1.0)
+    rng = np.random.default_rng(1)
+    for i in range(prog.n_patterns):
+        p = rng.standard_normal(prog.k)
+        ref = _qp_projection(S[:, i, None] * prog.Ut, p)
+        z, rows = lawson_hanson(prog.Ut, S[:, i], p, [], 1e-12 * np.linalg.norm(p))
+        np.testing.assert_allclose(z, ref, atol=1e-7 * np.linalg.norm(p))
+        # Its active rows: tight at z, linearly independent.
+        K = S[rows, i, None] * prog.Ut[rows]
+        assert np.abs(K @ z).max(initial=0.0) <= 1e-9 * np.linalg.norm(p)
+        assert np.linalg.matrix_rank(K) == len(rows)
+        # Warm-started from this face on a nearby point.
+        q = p + 0.1 * rng.standard_normal(prog.k)
+        ref_q = _qp_projection(S[:, i, None] * prog.Ut, q)
+        zq, _ = lawson_hanson(prog.Ut, S[:, i], q, rows, 1e-12 * np.linalg.norm(q))
+        np.testing.assert_allclose(zq, ref_q, atol=1e-7 * np.linalg.norm(q))
+        # stop_below: the norms of the iterates decrease to that of the
+        # projection, so the method stops (None) exactly when it is below.
+        nq = np.linalg.norm(ref_q)
+        assert lawson_hanson(prog.Ut, S[:, i], q, [], 0.0, 1.01 * nq)[0] is None
+        if nq < 1e-9:
+            continue  # a zero projection: every threshold stops it
+        zs, _ = lawson_hanson(prog.Ut, S[:, i], q, [], 1e-12, 0.99 * nq)
+        np.testing.assert_allclose(zs, ref_q, atol=1e-7 * np.linalg.norm(q))

@@ -103,7 +103,6 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 
 import numpy as np
 import torch
-from scipy.linalg.lapack import dposv as _posv
 
 from .._dual_bounds import refine_projection_bounds
 from .._losses import (
@@ -114,7 +113,7 @@ from .._losses import (
 )
 from ._barrier import barrier_solve, cone_interior
 from ._base import SolverResult
-from ._lawson_hanson import batched_lawson_hanson
+from ._lawson_hanson import batched_lawson_hanson, lawson_hanson
 
 # Number of patterns of the first working set.
 _WS_START = 10
@@ -189,78 +188,6 @@ def _loss_curvature(loss, n_outputs):
 def _loss_grad(loss, F, Y):
     """Gradient of the loss in ``F`` (closed forms, sample weights included)."""
     return loss.torch_gradient(F, Y)
-
-
-def _lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
-    """Exact projection of ``p`` onto ``{z : s * (Ut z) >= 0}``, in float64.
-
-    Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||`` with
-    ``K = s[:, None] * Ut``, started from the passive set ``rows`` (the
-    active rows of an earlier projection). A row enters while ``K z`` has an
-    entry below ``-tol``; rows whose multiplier would turn negative leave.
-    The norm of ``z`` decreases along the way: with ``stop_below`` the
-    method stops (returning None for ``z``) once it is at most that.
-
-    Returns
-    -------
-    z : ndarray of shape (k,) or None
-        The projection.
-    rows : list of int
-        Its active rows (positive multipliers), linearly independent.
-    """
-    def solve(R):
-        # Normal equations of the small least-squares problem: the active
-        # rows are linearly independent (a dependent row is never violated).
-        A = s[R, None] * Ut[R]  # (|R|, k), rows K_j
-        # LAPACK's Cholesky solve directly: a third of np.linalg.solve's
-        # cost on these small systems, solved thousands of times a fit.
-        _, sol, info = _posv(A @ A.T, -(A @ p))
-        if info != 0:
-            sol = np.linalg.lstsq(A.T, -p, rcond=None)[0]
-        return sol, A
-
-    R = [int(j) for j in rows]
-    k = p.shape[0]
-    mu, A = np.zeros(0), np.zeros((0, k))
-    # Warm start: from mu = 0, interpolation drops every row whose
-    # least-squares multiplier is not positive.
-    while R:
-        sol, A = solve(R)
-        if (sol > 0).all():
-            mu = sol
-            break
-        R = [j for j, v in zip(R, sol) if v > 0]
-    if not R:
-        A = np.zeros((0, k))
-    z = p + mu @ A
-    for _ in range(5 * k + 20):
-        if stop_below is not None and np.linalg.norm(z) <= stop_below:
-            return None, R
-        v = s * (Ut @ z)  # K z; -v is the gradient of the dual
-        if R:
-            v[R] = np.inf
-        j = int(np.argmin(v))
-        if v[j] >= -tol:
-            break
-        R.append(j)
-        x = np.append(mu, 0.0)
-        while True:
-            sol, A = solve(R)
-            if (sol > 0).all():
-                mu = sol
-                break
-            neg = sol <= 0
-            alpha = np.min(x[neg] / (x[neg] - sol[neg]))
-            x = x + alpha * (sol - x)
-            keep = x > 1e-300
-            keep[np.argmin(np.where(neg, x, np.inf))] = False
-            R = [j for j, kp in zip(R, keep) if kp]
-            x = x[keep]
-            if not R:
-                mu, A = np.zeros(0), np.zeros((0, k))
-                break
-        z = p + mu @ A
-    return z, R
 
 
 class _Problem:
@@ -564,7 +491,7 @@ class _Faces:
             res = np.full_like(Z_np, np.nan)
             res_ub = np.empty(len(g_np))
             for j, g in enumerate(g_np):
-                z, rows = _lawson_hanson(
+                z, rows = lawson_hanson(
                     prob.Ut_np, prob.S_np[:, g % self.P], Z_np[j], self.rows(g),
                     1e-12 * np.linalg.norm(Z_np[j]), stop_below,
                 )
