@@ -14,6 +14,7 @@ method instead: same steps, same warm start, same results.
 # License: BSD 3 clause
 
 import numpy as np
+import torch
 from scipy.linalg import get_lapack_funcs
 from scipy.linalg.lapack import dposv as _dposv
 
@@ -71,7 +72,7 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
     out = np.full_like(Z, np.nan)
     ub = nrm.copy()
     act = np.arange(B)
-    UtT = np.ascontiguousarray(Ut.T)
+    UtT = torch.from_numpy(Ut).T
     (posv,) = get_lapack_funcs(("posv",), (Z,))  # sposv or dposv
     for _ in range(max_steps):
         b = len(act)
@@ -118,7 +119,10 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
             x[act[c_neg]] = xc * Vc
         # Positive multipliers: a KKT check, then the most violated row.
         z = Za + np.einsum("bjk,bj->bk", A, sol)
-        Kz = Sa * (z @ UtT)
+        # The one large product of a step in torch, on its own threads:
+        # OpenBLAS's threads (NumPy's) spinning beside torch's cost more
+        # than the product itself on two cores.
+        Kz = Sa * (torch.from_numpy(z) @ UtT).numpy()
         bi, si = np.nonzero(Va)
         Kz[bi, Ra[bi, si]] = np.inf  # passive rows are not candidates
         jrow = Kz.argmin(1)
