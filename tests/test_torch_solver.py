@@ -308,16 +308,23 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
 
 
 def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
-    """The CPU solve through either projection path reaches the same point."""
+    """The CPU solve through either projection path reaches the same point.
+
+    Also with both in one solve (NumPy for the small batches only), where
+    they share the remembered faces.
+    """
     from skbnconvex._solvers import _torch as T
 
     prog = _program("binary", n=300, d=8, P=60, beta_frac=0.05, seed=3)
     res_np = solve_torch(prog, tol=1e-8)
+    monkeypatch.setattr(T, "_NUMPY_MAX_ENTRIES", 300 * 10)
+    res_mixed = solve_torch(prog, tol=1e-8)
     monkeypatch.setattr(T, "_NUMPY_ON_CPU", False)
     res_t = solve_torch(prog, tol=1e-8)
-    assert res_np.converged and res_t.converged
-    assert res_np.objective == pytest.approx(res_t.objective, rel=1e-8)
-    np.testing.assert_allclose(res_np.Wp, res_t.Wp, atol=1e-6 * np.abs(res_t.Wp).max())
+    for res in (res_np, res_mixed):
+        assert res.converged and res_t.converged
+        assert res.objective == pytest.approx(res_t.objective, rel=1e-8)
+        np.testing.assert_allclose(res.Wp, res_t.Wp, atol=1e-6 * np.abs(res_t.Wp).max())
 
 
 def test_host_lawson_hanson_matches_a_qp_solver():
