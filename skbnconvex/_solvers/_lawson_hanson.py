@@ -6,7 +6,9 @@ On the GPU that batched step is a few dozen tensor operations; on the CPU
 the same operations on small tensors cost mostly their fixed overhead
 (boolean-mask indexing in torch is a host synchronisation and an
 allocation each), so the CPU runs this NumPy transcription of the same
-method instead: same steps, same warm start, same results.
+method instead (same steps, same warm start, the same results to
+round-off) for the batches whose ``(blocks, n)`` arrays are not so large
+that passes over them dominate (``_NUMPY_MAX_ENTRIES`` in ``_torch.py``).
 :func:`lawson_hanson` finishes single blocks on the host in float64.
 """
 
