@@ -41,6 +41,7 @@ from ._certificate import EXACT_MAX_PATTERNS, optimality_certificate
 from ._patterns import enumerate_patterns, sample_patterns, unique_patterns
 from ._patterns import max_patterns as _pattern_count_bound
 from ._program import ConvexProgram
+from ._recovery import blocks_from_network
 
 # Intermediate rounds are solved to this fraction of the last gap (relative
 # duality gap of the restricted program; never below ``tol``).
@@ -133,6 +134,7 @@ def column_generation(
     prune_tol=1e-6,
     certificate_mode="auto",
     certificate_options=None,
+    propose=None,
     random_state=None,
     verbose=0,
 ):
@@ -186,6 +188,18 @@ def column_generation(
     certificate_options : dict, default=None
         Extra keyword arguments of :func:`optimality_certificate`
         (``n_samples``, ``n_starts``, ...).
+    propose : callable, default=None
+        A second source of patterns, beside the certificate's violators:
+        ``propose(program, result) -> (Z, output)`` or None, called after
+        every round that does not end the loop, returns a network near the
+        round's solution (in the estimators, the recovered network after a
+        few hundred Adam steps), as the BN outputs ``Z`` of its neurons on
+        the training rows (scaled like ``Ut``) and its output weights
+        (see :func:`~skbnconvex._recovery.blocks_from_network`). Its
+        activation patterns join the next program, and when its blocks
+        have a lower objective than the round's solution they are the next
+        solve's starting point: a round is then at least as good as the
+        proposed network.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         Print one line per round.
@@ -276,7 +290,14 @@ def column_generation(
         else:
             # Most violated first, and only patterns not in the program.
             new = unique_patterns(cert.patterns, exclude=D)
-            if inexact and (cert.certified or new.shape[1] == 0):
+            resolve = inexact and (cert.certified or new.shape[1] == 0)
+            proposal = None
+            if propose is not None and not resolve and round_ < max_rounds - 1:
+                proposal = propose(program, result)
+            if proposal is not None:
+                # The proposed network's patterns, after the violators.
+                new = unique_patterns(np.hstack([new, proposal[0] >= 0]), exclude=D)
+            if resolve:
                 # Nothing (new) is violated at the inexact point: solve the
                 # same program to the final accuracy and look again.
                 round_tol = None
@@ -320,6 +341,8 @@ def column_generation(
                     zero_rounds = np.concatenate(
                         [zero_rounds[keep], np.zeros(new.shape[1], int)]
                     )
+                    if proposal is not None:
+                        W0 = _better_start(Ut, D, Y, loss, beta, W0, proposal)
         entry["time"] = time.perf_counter() - start
         if verbose:
             print(
@@ -340,6 +363,24 @@ def column_generation(
         converged=converged,
         message=message,
     )
+
+
+def _better_start(Ut, D, Y, loss, beta, W0, proposal):
+    """The starting blocks on ``D`` with the lower objective.
+
+    ``W0`` are the previous round's blocks, for the first patterns of
+    ``D``; ``proposal`` is a network ``(Z, output)``, written as blocks of
+    every pattern of ``D`` that its neurons use. Both are projected onto
+    their cones before they are compared.
+    """
+    program = ConvexProgram(Ut, D, Y, loss, beta)
+    P0 = W0[0].shape[1]
+    pad = ((0, 0), (0, D.shape[1] - P0), (0, 0))
+    previous = program.project_to_cones(*(np.pad(w, pad) for w in W0))
+    proposed = program.project_to_cones(*blocks_from_network(*proposal, Ut, D))
+    if program.objective(*proposed) < program.objective(*previous):
+        return proposed
+    return previous
 
 
 def max_patterns_bound(n_samples, k):

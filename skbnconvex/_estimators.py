@@ -54,6 +54,16 @@ _EXACT_CERTIFICATE_MAX = 20_000
 # init="adam": full-batch Adam steps and learning rate of the warm-up run.
 _ADAM_INIT_STEPS = 1000
 _ADAM_INIT_LEARNING_RATE = 1e-2
+# init="adam" with patterns="adaptive": Adam steps and learning rate of the
+# run from each round's recovered network that proposes patterns.
+_ADAM_ROUND_STEPS = 500
+_ADAM_ROUND_LEARNING_RATE = 3e-3
+# ... and the most solver iterations of its intermediate rounds: the next
+# round's Adam run moves the network anyway, and a few hundred iterations
+# reweigh and prune the neurons (red wine, n = 1 599: rounds solved to 1%
+# of the gap took thousands of iterations, 20-200 s each, for the same
+# progress per round).
+_ADAM_ROUND_MAX_ITER = 300
 
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
@@ -420,6 +430,45 @@ class _BaseConvexBNReLU(BaseEstimator):
             Z = Z * np.sqrt(sample_weight)[:, None]
         return D, blocks_from_network(Z, fit.params["output"][0], Ut, D)
 
+    def _gradient_proposal(self, X, Y, whitening, sample_weight=None):
+        """``propose`` of :func:`column_generation`: Adam from each round.
+
+        The round's blocks, pruned and projected onto their cones, are
+        recovered as a network (one neuron per non-zero block), which Adam
+        trains for ``_ADAM_ROUND_STEPS`` full-batch steps. The hyperplanes
+        move across data points, i.e. to new activation patterns, which a
+        program on fixed patterns cannot do; the convex solve then reweighs
+        and prunes the neurons of both and adds new ones, which gradient
+        descent cannot do.
+        """
+
+        def propose(program, result):
+            keep_p, keep_n = active_blocks(
+                result.Wp, result.Wn, self._prune_tol, scale=np.linalg.norm(program.Y)
+            )
+            Wp, Wn = program.project_to_cones(
+                np.where(keep_p[..., None], result.Wp, 0.0),
+                np.where(keep_n[..., None], result.Wn, 0.0),
+            )
+            network = recover_network(whitening, Wp, Wn)
+            if network.n_neurons == 0:
+                return None
+            fit = train_bn_relu_network(
+                X, Y, loss=self.loss, alpha=self.alpha, n_inits=1,
+                n_steps=_ADAM_ROUND_STEPS, learning_rate=_ADAM_ROUND_LEARNING_RATE,
+                record_every=_ADAM_ROUND_STEPS, sample_weight=sample_weight,
+                initial_params=dict(
+                    hidden=network.hidden_weights, weight=network.bn_weight,
+                    bias=network.bn_bias, output=network.output_weights,
+                ),
+            )
+            Z = fit.bn_outputs(X, 0)
+            if sample_weight is not None:
+                Z = Z * np.sqrt(sample_weight)[:, None]
+            return Z, fit.params["output"][0]
+
+        return propose
+
     def _resolve_solver(self, program):
         """The solver ``"auto"`` stands for, given the program's size."""
         if self.solver != "auto":
@@ -427,16 +476,17 @@ class _BaseConvexBNReLU(BaseEstimator):
         size = program.n_samples * program.n_patterns * program.k
         return "cvxpy" if size <= _AUTO_CVXPY_MAX_SIZE else "torch"
 
-    def _solve(self, program, W0=None, tol=None):
+    def _solve(self, program, W0=None, tol=None, max_iter=None):
         # ``tol``: a looser accuracy for the intermediate rounds of column
         # generation (the cvxpy route ignores it: interior-point iterations
-        # are cheap near the optimum).
+        # are cheap near the optimum), ``max_iter`` a smaller budget.
+        max_iter = self.max_iter if max_iter is None else min(max_iter, self.max_iter)
         self.solver_ = self._resolve_solver(program)
         check_memory(program, self.solver_)
         if self.solver_ == "cvxpy":
             return solve_cvxpy(
                 program,
-                max_iter=self.max_iter,
+                max_iter=max_iter,
                 tol=self.tol,
                 solver_options=self.solver_options,
                 verbose=bool(self.verbose),
@@ -458,7 +508,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         return solve_torch(
             program,
             W0=W0,
-            max_iter=self.max_iter,
+            max_iter=max_iter,
             tol=self.tol if tol is None else tol,
             device=self.device,
             dtype=dtype,
@@ -553,8 +603,17 @@ class _BaseConvexBNReLU(BaseEstimator):
             if D0 is None:
                 D0, W0 = self._initial_point(X, Y_coded, Ut, rng, sample_weight)
             cg_start = time.perf_counter()
+            solve, propose = self._solve, None
+            if self.init == "adam" and self.spectral_power == 0:
+                propose = self._gradient_proposal(X, Y_coded, whitening, sample_weight)
+
+                def solve(program, W0=None, tol=None):
+                    # Intermediate rounds (a tol of their own) on a budget.
+                    cap = None if tol is None else _ADAM_ROUND_MAX_ITER
+                    return self._solve(program, W0, tol, max_iter=cap)
+
             cg = column_generation(
-                Ut, Y, loss, beta, self._solve,
+                Ut, Y, loss, beta, solve,
                 n_initial=self.n_patterns,
                 initial_patterns=D0,
                 initial_blocks=W0,
@@ -563,6 +622,7 @@ class _BaseConvexBNReLU(BaseEstimator):
                 tol=self.tol,
                 certificate_mode=mode,
                 certificate_options=certificate_options,
+                propose=propose,
                 random_state=rng,
                 verbose=self.verbose,
             )

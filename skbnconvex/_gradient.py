@@ -89,6 +89,7 @@ def train_bn_relu_network(
     random_state=None,
     dtype=None,
     sample_weight=None,
+    initial_params=None,
 ):
     """Train the non-convex BN-ReLU network by full-batch gradient methods.
 
@@ -132,6 +133,14 @@ def train_bn_relu_network(
         Positive sample weights: the loss, the ``1/n`` scaling (``n`` the
         sum of the weights) and the BN batch statistics are weighted, as on
         data where sample ``i`` is repeated ``w_i`` times.
+    initial_params : dict, default=None
+        Start from this network instead of random weights: ``hidden``
+        (n_features, m), ``weight``, ``bias`` (m,) and ``output``
+        (m, n_outputs) with one non-zero per row (the output the neuron
+        feeds; a zero row feeds ``j % n_outputs``), e.g. the fields of a
+        :class:`~skbnconvex._recovery.BNReLUNetwork`. ``n_neurons`` and
+        ``random_state`` are then ignored, and every initialisation starts
+        there (use ``n_inits=1``).
 
     Returns
     -------
@@ -147,7 +156,7 @@ def train_bn_relu_network(
     Y = np.asarray(Y, dtype=np.float64)
     n, d = X.shape
     C = Y.shape[1]
-    if n_neurons % C:
+    if initial_params is None and n_neurons % C:
         raise ValueError(
             f"n_neurons={n_neurons} must be a multiple of n_outputs={C}."
         )
@@ -160,20 +169,35 @@ def train_bn_relu_network(
     # outputs to the loss objects' scale (see skbnconvex._losses).
     batch_w = torch.as_tensor(w / n, dtype=dtype)[None, :, None]
     sqrt_w = torch.as_tensor(np.sqrt(w), dtype=dtype)[:, None]
-    R, m = n_inits, n_neurons
+    R = n_inits
 
     def init(*shape, scale):
         return torch.as_tensor(rng.standard_normal(shape) * scale, dtype=dtype)
 
-    # PyTorch's default-like scales: hidden ~ 1/sqrt(d), BN weight 1, bias 0,
-    # read-out ~ 1/sqrt(m).
-    hidden = init(R, d, m, scale=1 / np.sqrt(d)).requires_grad_()
-    weight = torch.ones(R, m, dtype=dtype).requires_grad_()
-    bias = torch.zeros(R, m, dtype=dtype).requires_grad_()
-    output = init(R, m, C, scale=1 / np.sqrt(m))
+    if initial_params is None:
+        m = n_neurons
+        # PyTorch's default-like scales: hidden ~ 1/sqrt(d), BN weight 1,
+        # bias 0, read-out ~ 1/sqrt(m).
+        hidden = init(R, d, m, scale=1 / np.sqrt(d))
+        weight = torch.ones(R, m, dtype=dtype)
+        bias = torch.zeros(R, m, dtype=dtype)
+        output = init(R, m, C, scale=1 / np.sqrt(m))
+        feeds = np.arange(m) % C
+    else:
+        start = [np.asarray(initial_params[key], dtype=np.float64)
+                 for key in ("hidden", "weight", "bias", "output")]
+        m = start[0].shape[1]
+        hidden, weight, bias, output = (
+            torch.as_tensor(np.broadcast_to(a, (R,) + a.shape).copy(), dtype=dtype)
+            for a in start
+        )
+        out0 = start[3]
+        feeds = np.where(np.abs(out0).max(1) > 0, np.abs(out0).argmax(1), np.arange(m) % C)
     mask = torch.zeros(m, C, dtype=dtype)
-    mask[torch.arange(m), torch.arange(m) % C] = 1.0  # decoupled read-out
-    output = (output * mask).requires_grad_()
+    mask[torch.arange(m), torch.as_tensor(feeds)] = 1.0  # decoupled read-out
+    output = output * mask
+    for t in (hidden, weight, bias, output):
+        t.requires_grad_()
     params = [hidden, weight, bias, output]
 
     def objectives():

@@ -175,7 +175,73 @@ def test_adam_initial_patterns_contain_the_adam_network(monkeypatch, patterns):
     est = ConvexBNReLURegressor(alpha=0.5, n_patterns=12, init="adam",
                                 patterns=patterns, max_rounds=3,
                                 random_state=0).fit(X, y)
-    assert len(trained) == 1
+    # The warm-up, then (adaptive) one run per round that did not end the
+    # fit, from that round's network: its patterns join the next program,
+    # which is therefore at least as good, and so is the final fit.
+    assert len(trained) == (est.n_rounds_ if patterns == "adaptive" else 1)
     assert est.objective_ <= trained[0].objectives.min() * (1 + 1e-7)
+    assert est.objective_ <= trained[-1].objectives.min() * (1 + 1e-7)
+    for fit, entry in zip(trained[1:], est.history_):
+        assert fit.history[0, 0] == pytest.approx(entry["objective"], rel=1e-5)
     random = ConvexBNReLURegressor(alpha=0.5, n_patterns=12, random_state=0).fit(X, y)
     assert est.objective_ < random.objective_
+
+
+@pytest.mark.parametrize("loss_name", ["squared_error", "log_loss"])
+def test_a_proposed_network_starts_the_next_round(loss_name):
+    # column_generation's propose: the round after a proposal is at least as
+    # good as the proposed network. Proposing the global optimum (over all
+    # enumerated patterns) makes the second round optimal, which one
+    # violated pattern per round does not.
+    from skbnconvex._column_generation import column_generation, torch_solver
+    from skbnconvex._losses import get_loss, program_targets
+    from skbnconvex._patterns import enumerate_patterns
+    from skbnconvex._program import ConvexProgram
+    from skbnconvex._whitening import whiten
+
+    X, Y = make_regression_data(n=15, d=2, seed=3)
+    if loss_name == "log_loss":
+        Y = np.where(Y > np.median(Y), 1.0, -1.0)
+    wh = whiten(X)
+    loss = get_loss(loss_name, 1)
+    Yc = program_targets(loss, Y)
+    beta = 0.2 / np.sqrt(len(X))
+    D_all = enumerate_patterns(wh.Ut)
+    full = ConvexProgram(wh.Ut, D_all, Yc, loss, beta)
+    opt = torch_solver(tol=1e-10)(full)
+    # The optimum as a network: one neuron per non-zero block, BN outputs
+    # Ut a and read-out +-1.
+    Z, out = [], []
+    for W, sign in ((opt.Wp[0], 1.0), (opt.Wn[0], -1.0)):
+        for a in W[np.linalg.norm(W, axis=1) > 1e-9 * np.abs(W).max()]:
+            Z.append(wh.Ut @ a)
+            out.append(sign)
+    Z, out = np.column_stack(Z), np.array(out)[:, None]
+    calls = []
+
+    def propose(program, result):
+        calls.append(result.objective)
+        return Z, out
+
+    kw = dict(n_initial=2, max_rounds=2, patterns_per_round=1, tol=1e-8,
+              certificate_mode="exact", random_state=0)
+    solve = torch_solver(tol=1e-8)
+    with_proposal = column_generation(wh.Ut, Yc, loss, beta, solve, propose=propose, **kw)
+    without = column_generation(wh.Ut, Yc, loss, beta, solve, **kw)
+    assert len(calls) == 1
+    h = with_proposal.history
+    assert calls[0] == pytest.approx(h[0]["objective"], rel=1e-12)
+    assert h[1]["objective"] == pytest.approx(opt.objective, rel=1e-6)
+    assert with_proposal.certificate.certified
+    assert without.history[1]["objective"] > opt.objective * (1 + 1e-3)
+    # The starting point of that round: the proposal's blocks when they are
+    # better than the previous round's, else the previous ones.
+    from skbnconvex._column_generation import _better_start
+
+    zeros = (np.zeros((1, 2, full.k)),) * 2
+    start = _better_start(wh.Ut, D_all, Yc, loss, beta, zeros, (Z, out))
+    assert full.objective(*start) == pytest.approx(opt.objective, rel=1e-9)
+    start = _better_start(wh.Ut, D_all, Yc, loss, beta, (opt.Wp, opt.Wn),
+                          (Z, 0.5 * out))
+    np.testing.assert_allclose(start[0], opt.Wp, atol=1e-12)
+    np.testing.assert_allclose(start[1], opt.Wn, atol=1e-12)

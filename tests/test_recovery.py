@@ -179,3 +179,41 @@ def test_adam_init_starts_the_solver_from_the_adam_network(patterns, monkeypatch
     Wp, Wn = program.project_to_cones(*(w[:, : program.n_patterns] for w in W0))
     zero = program.objective(*program.zeros())
     assert program.objective(Wp, Wn) < zero
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    "Estimator, n_outputs", [(ConvexBNReLURegressor, 2), (ConvexBNReLUClassifier, 3)]
+)
+def test_gradient_training_starts_from_the_recovered_network(
+    weighted, Estimator, n_outputs
+):
+    """Adam from a fitted network: at step 0 its torch objective (batch
+    statistics recomputed from the data) is the estimator's ``objective_``
+    (a numpy forward pass with the recovered statistics), and it only
+    moves from there."""
+    from skbnconvex._gradient import train_bn_relu_network
+
+    rng = np.random.default_rng(0)
+    X, Y = make_regression_data(n=40, d=3, n_outputs=n_outputs, seed=2)
+    w = rng.uniform(0.5, 2.0, len(X)) if weighted else None
+    if Estimator is ConvexBNReLUClassifier:
+        y = np.argmax(Y + 0.3 * rng.standard_normal(Y.shape), 1)
+        Y_coded = np.eye(n_outputs)[y]
+        loss = "log_loss"
+    else:
+        y = Y_coded = Y
+        loss = "squared_error"
+    est = Estimator(alpha=0.05, n_patterns=20, random_state=0)
+    est.fit(X, y, sample_weight=w)
+    assert len(np.unique(np.argmax(np.abs(est.output_weights_), 1))) == n_outputs
+    start = dict(hidden=est.hidden_weights_, weight=est.bn_weight_,
+                 bias=est.bn_bias_, output=est.output_weights_)
+    fit = train_bn_relu_network(X, Y_coded, loss=loss, alpha=0.05, n_inits=1,
+                                n_steps=50, record_every=50, sample_weight=w,
+                                initial_params=start)
+    assert fit.history[0, 0] == pytest.approx(est.objective_, rel=1e-9)
+    # Each neuron keeps feeding its output (decoupled read-out).
+    np.testing.assert_array_equal(fit.params["output"][0] != 0,
+                                  est.output_weights_ != 0)
+    assert fit.objectives[0] < est.objective_
