@@ -64,6 +64,8 @@ _ADAM_ROUND_LEARNING_RATE = 3e-3
 # of the gap took thousands of iterations, 20-200 s each, for the same
 # progress per round).
 _ADAM_ROUND_MAX_ITER = 300
+# ... and the relative gap its first round is solved to.
+_ADAM_FIRST_TOL = 1e-2
 
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
@@ -623,6 +625,7 @@ class _BaseConvexBNReLU(BaseEstimator):
                 certificate_mode=mode,
                 certificate_options=certificate_options,
                 propose=propose,
+                first_tol=_ADAM_FIRST_TOL,
                 random_state=rng,
                 verbose=self.verbose,
             )

@@ -162,9 +162,9 @@ def test_adam_init_starts_the_solver_from_the_adam_network(patterns, monkeypatch
     seen = []
     real = ConvexBNReLURegressor._solve
 
-    def spy(self, program, W0=None, tol=None):
+    def spy(self, program, W0=None, tol=None, max_iter=None):
         seen.append((program, W0))
-        return real(self, program, W0, tol)
+        return real(self, program, W0, tol, max_iter)
 
     monkeypatch.setattr(ConvexBNReLURegressor, "_solve", spy)
     ConvexBNReLURegressor(
