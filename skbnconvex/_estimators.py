@@ -138,7 +138,16 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         so the fit is at least as good, and at realistic rank these
         patterns are far better than random ones. That network, written as
         blocks of the program, is also the solver's starting point (torch
-        solver; cvxpy has no warm start).
+        solver; cvxpy has no warm start). With ``patterns="adaptive"``
+        (and ``spectral_power=0``) every round also runs 500 Adam steps
+        from the round's recovered network and adds the activation
+        patterns it reaches (gradient descent moves hyperplanes across
+        data points, which a program on fixed patterns cannot); the next
+        round starts from that network when it is better, so each round
+        is at least as good as the network Adam reached. Rounds are then
+        solved on a budget (300 solver iterations, the first to a 1%
+        gap, the last too), since the next proposal moves the network
+        anyway; the certificate's gap stays the honest measure.
     spectral_power : float, default=0.0
         Encodes gradient descent's bias towards the directions of large
         singular value of the data (Ergen et al., 2022, section on implicit
