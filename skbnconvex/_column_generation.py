@@ -135,7 +135,6 @@ def column_generation(
     certificate_mode="auto",
     certificate_options=None,
     propose=None,
-    first_tol=None,
     random_state=None,
     verbose=0,
 ):
@@ -200,13 +199,10 @@ def column_generation(
         activation patterns join the next program, and when its blocks
         have a lower objective than the round's solution they are the next
         solve's starting point: a round is then at least as good as the
-        proposed network. Every round is then solved inexactly (at
-        ``first_tol``, then at a fraction of the last gap), the last one
-        too; a point where the certificate finds nothing is still solved
-        to ``tol`` before the loop stops on it.
-    first_tol : float, default=None
-        With ``propose``, the relative gap to solve the first round to
-        (None: ``tol``).
+        proposed network. The rounds after the first are then solved
+        inexactly (at a fraction of the last gap), the last one too; a
+        point where the certificate finds nothing is still solved to
+        ``tol`` before the loop stops on it.
     random_state : int, RandomState instance or None, default=None
     verbose : int, default=0
         Print one line per round.
@@ -251,11 +247,11 @@ def column_generation(
         if np.array_equal(D[:, :P0], np.asarray(initial_patterns, bool)[:, :P0]):
             W0 = tuple(np.asarray(w)[:, :P0] for w in initial_blocks)
     converged, message = False, ""
-    # None: the solver's final accuracy. With proposals every round is
-    # inexact, the first one at first_tol and the last one too: the next
-    # proposal, or the certificate's gap, dwarfs what an exact solve of
-    # the restricted program would add (red wine, 2 000 patterns: 460 s).
-    round_tol = first_tol if propose is not None else None
+    # None: the solver's final accuracy. With proposals the rounds after
+    # the first are inexact, the last one too: the next proposal, or the
+    # certificate's gap, dwarfs what an exact solve of the restricted
+    # program would add (red wine, 2 000 patterns: 460 s).
+    round_tol = None
     for round_ in range(max_rounds):
         program = ConvexProgram(Ut, D, Y, loss, beta)
         if round_ == max_rounds - 1 and propose is None:

@@ -64,8 +64,6 @@ _ADAM_ROUND_LEARNING_RATE = 3e-3
 # of the gap took thousands of iterations, 20-200 s each, for the same
 # progress per round).
 _ADAM_ROUND_MAX_ITER = 300
-# ... and the relative gap its first round is solved to.
-_ADAM_FIRST_TOL = 1e-2
 
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
@@ -144,10 +142,10 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         patterns it reaches (gradient descent moves hyperplanes across
         data points, which a program on fixed patterns cannot); the next
         round starts from that network when it is better, so each round
-        is at least as good as the network Adam reached. Rounds are then
-        solved on a budget (300 solver iterations, the first to a 1%
-        gap, the last too), since the next proposal moves the network
-        anyway; the certificate's gap stays the honest measure.
+        is at least as good as the network Adam reached. The rounds after
+        the first are then solved on a budget (300 solver iterations, the
+        last one too), since the next proposal moves the network anyway;
+        the certificate's gap stays the honest measure.
     spectral_power : float, default=0.0
         Encodes gradient descent's bias towards the directions of large
         singular value of the data (Ergen et al., 2022, section on implicit
@@ -619,7 +617,7 @@ class _BaseConvexBNReLU(BaseEstimator):
                 propose = self._gradient_proposal(X, Y_coded, whitening, sample_weight)
 
                 def solve(program, W0=None, tol=None):
-                    # Intermediate rounds (a tol of their own) on a budget.
+                    # Rounds after the first (a tol of their own) on a budget.
                     cap = None if tol is None else _ADAM_ROUND_MAX_ITER
                     return self._solve(program, W0, tol, max_iter=cap)
 
@@ -634,7 +632,6 @@ class _BaseConvexBNReLU(BaseEstimator):
                 certificate_mode=mode,
                 certificate_options=certificate_options,
                 propose=propose,
-                first_tol=_ADAM_FIRST_TOL,
                 random_state=rng,
                 verbose=self.verbose,
             )
