@@ -245,3 +245,31 @@ def test_a_proposed_network_starts_the_next_round(loss_name):
                           (Z, 0.5 * out))
     np.testing.assert_allclose(start[0], opt.Wp, atol=1e-12)
     np.testing.assert_allclose(start[1], opt.Wn, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_gradient_proposals_with_several_classes(monkeypatch):
+    # Three classes (multinomial loss, one read-out per class): the Adam
+    # runs start from each round's network (their step-0 objective is the
+    # round's), and the final fit is at least as good as the last of them.
+    from skbnconvex import _estimators
+
+    trained = []
+
+    def recording(*args, **kwargs):
+        fit = train_bn_relu_network(*args, **kwargs)
+        trained.append(fit)
+        return fit
+
+    monkeypatch.setattr(_estimators, "train_bn_relu_network", recording)
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((90, 5))
+    y = np.digitize(np.sin(X @ rng.standard_normal(5)), [-0.3, 0.3])
+    est = ConvexBNReLUClassifier(alpha=0.3, n_patterns=12, init="adam",
+                                 patterns="adaptive", max_rounds=3,
+                                 random_state=0).fit(X, y)
+    assert est.n_rounds_ == 3 and len(trained) == 3
+    for fit, entry in zip(trained[1:], est.history_):
+        assert fit.history[0, 0] == pytest.approx(entry["objective"], rel=1e-5)
+    assert est.objective_ <= trained[-1].objectives.min() * (1 + 1e-7)
+    assert est.history_[-1]["objective"] < est.history_[0]["objective"]
