@@ -439,6 +439,19 @@ class _BaseConvexBNReLU(BaseEstimator):
             Z = Z * np.sqrt(sample_weight)[:, None]
         return D, blocks_from_network(Z, fit.params["output"][0], Ut, D)
 
+    def _prune(self, program, Wp, Wn):
+        """Blocks of numerically zero norm set to zero, the others projected.
+
+        Exactly feasible blocks: the recovered network then reproduces the
+        program.
+        """
+        keep_p, keep_n = active_blocks(
+            Wp, Wn, self._prune_tol, scale=np.linalg.norm(program.Y)
+        )
+        return program.project_to_cones(
+            np.where(keep_p[..., None], Wp, 0.0), np.where(keep_n[..., None], Wn, 0.0)
+        )
+
     def _gradient_proposal(self, X, Y, whitening, sample_weight=None):
         """``propose`` of :func:`column_generation`: Adam from each round.
 
@@ -452,13 +465,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         """
 
         def propose(program, result):
-            keep_p, keep_n = active_blocks(
-                result.Wp, result.Wn, self._prune_tol, scale=np.linalg.norm(program.Y)
-            )
-            Wp, Wn = program.project_to_cones(
-                np.where(keep_p[..., None], result.Wp, 0.0),
-                np.where(keep_n[..., None], result.Wn, 0.0),
-            )
+            Wp, Wn = self._prune(program, result.Wp, result.Wn)
             network = recover_network(whitening, Wp, Wn)
             if network.n_neurons == 0:
                 return None
@@ -675,11 +682,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         # The dual bound holds whatever point it comes from, so it is taken
         # at the solver's point, and the gap below is that of the pruned
         # network actually returned.
-        keep_p, keep_n = active_blocks(Wp, Wn, self._prune_tol, scale=np.linalg.norm(Y))
-        Wp = np.where(keep_p[..., None], Wp, 0.0)
-        Wn = np.where(keep_n[..., None], Wn, 0.0)
-        # Exactly feasible blocks: the network then reproduces the program.
-        Wp, Wn = program.project_to_cones(Wp, Wn)
+        Wp, Wn = self._prune(program, Wp, Wn)
         convex_value = program.objective(Wp, Wn)
         network = recover_network(whitening, Wp, Wn)
         # The objective of the recovered network by a plain forward pass on
