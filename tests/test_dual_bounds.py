@@ -21,22 +21,44 @@ def _blocks(spectral_power, n=80, d=6, B=50, seed=0):
     return Ut, S, g, exact
 
 
+@pytest.mark.parametrize("work_dtype", [None, torch.float32])
 @pytest.mark.parametrize("spectral_power", [0.0, 0.5])
-def test_bounds_lie_between_the_projection_and_the_norm(spectral_power):
+def test_bounds_lie_between_the_projection_and_the_norm(spectral_power, work_dtype):
+    """Valid upper bounds (in float64) whatever the working precision."""
     Ut, S, g, exact = _blocks(spectral_power)
     step = 1.0 / np.linalg.norm(Ut, 2) ** 2
     t = torch.from_numpy
     nrm = np.linalg.norm(g, axis=1)
-    bound = refine_projection_bounds(
-        t(Ut), t(S), t(g), t(nrm), 0.0, 200, step
-    ).numpy()
-    assert np.all(bound >= exact * (1 - 1e-9) - 1e-12)
+
+    def refine(n_steps):
+        return refine_projection_bounds(
+            t(Ut), t(S), t(g), t(nrm), 0.0, n_steps, step, work_dtype=work_dtype
+        ).numpy()
+
+    bound = refine(200)
+    assert bound.dtype == np.float64
+    assert np.all(bound >= exact * (1 - 1e-12) - 1e-14)
     assert np.all(bound <= nrm)
     # 200 accelerated steps come close to the exact values.
     assert np.max(bound - exact) < 0.05 * nrm.max()
     # More steps never loosen a bound (the minimum over the iterates).
-    few = refine_projection_bounds(t(Ut), t(S), t(g), t(nrm), 0.0, 5, step).numpy()
+    few = refine(5)
     assert np.all(bound <= few * (1 + 1e-12))
+
+
+def test_single_precision_iterations_match_double_precision_ones():
+    """Iterating in float32 changes the float64 bounds by round-off only."""
+    Ut, S, g, exact = _blocks(0.0, seed=3)
+    t = torch.from_numpy
+    nrm = np.linalg.norm(g, axis=1)
+    b64, b32 = (
+        refine_projection_bounds(
+            t(Ut), t(S), t(g), t(nrm), 0.0, 24, work_dtype=wd
+        ).numpy()
+        for wd in (None, torch.float32)
+    )
+    assert np.all(b32 >= exact * (1 - 1e-12) - 1e-14)
+    np.testing.assert_allclose(b32, b64, rtol=0, atol=1e-5 * nrm.max())
 
 
 def test_blocks_stop_once_below_the_threshold():
@@ -44,9 +66,14 @@ def test_blocks_stop_once_below_the_threshold():
     Ut, S, g, exact = _blocks(0.0, seed=1)
     t = torch.from_numpy
     nrm = t(np.linalg.norm(g, axis=1))
-    full = refine_projection_bounds(t(Ut), t(S), t(g), nrm, 0.0, 24).numpy()
+    # In float64 throughout, so that "at most below" is exact.
+    full = refine_projection_bounds(
+        t(Ut), t(S), t(g), nrm, 0.0, 24, work_dtype=None
+    ).numpy()
     below = float(np.median(exact))
-    early = refine_projection_bounds(t(Ut), t(S), t(g), nrm, below, 24).numpy()
+    early = refine_projection_bounds(
+        t(Ut), t(S), t(g), nrm, below, 24, work_dtype=None
+    ).numpy()
     above = early > below
     assert above.any() and (~above).any()
     np.testing.assert_allclose(early[above], full[above], rtol=1e-12)
