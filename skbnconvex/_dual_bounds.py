@@ -38,8 +38,10 @@ def refine_projection_bounds(
     bound : tensor of shape (B,)
         Known upper bounds (``||g||`` will do); the result never exceeds them.
     below : float
-        A block stops as soon as its bound is at most ``below``: its callers
-        only need to know which blocks exceed it.
+        A block stops as soon as its bound, in the working precision, is at
+        most ``below``: its callers only need to know which blocks exceed it
+        (a returned bound may exceed ``below`` by that precision's
+        round-off).
     n_steps : int
         Accelerated projected-gradient steps on the dual.
     step : float, default=1.0
@@ -61,59 +63,54 @@ def refine_projection_bounds(
     """
     # Signed multipliers nu = S * mu, so that K^T mu = Ut^T nu is one
     # product; nu is kept in {S nu >= 0} by clamping between these limits.
-    inf = torch.tensor(float("inf"), dtype=g.dtype, device=g.device)
+    wd = g.dtype if work_dtype is None else work_dtype
+    g_w, Ut_w = g.to(wd), Ut.to(wd)
+    inf = torch.tensor(float("inf"), dtype=wd, device=g.device)
     pos = S > 0
     lo = torch.where(pos, 0.0, -inf)
     hi = torch.where(pos, inf, 0.0)
-    nu = (g @ Ut.T).neg_().clamp_(lo, hi)
-    best = torch.minimum(bound, torch.linalg.vector_norm(g + nu @ Ut, dim=-1))
-    sel = (best > below).nonzero()[:, 0]
-    if len(sel) == 0 or n_steps <= 0:
-        return best
-    g_full, Ut_full, lo_full, hi_full = g, Ut, lo, hi
-
-    def settle(rows, nu_rows):
-        # The bound at these multipliers, in the precision of g: a sign
-        # preserving conversion keeps them feasible, the clamp makes sure.
-        nu_rows = nu_rows.to(g_full.dtype).clamp_(lo_full[rows], hi_full[rows])
-        value = torch.linalg.vector_norm(g_full[rows] + nu_rows @ Ut_full, dim=-1)
-        best[rows] = torch.minimum(best[rows], value)
-
-    wd = g.dtype if work_dtype is None else work_dtype
-    Ut = Ut.to(wd)
-    g, lo, hi, nu = (a[sel].to(wd) for a in (g, lo, hi, nu))
-    Kt_mu = nu @ Ut
-    b_sel = torch.linalg.vector_norm(g + Kt_mu, dim=-1)
+    nu = (g_w @ Ut_w.T).neg_().clamp_(lo, hi)
+    Kt_mu = nu @ Ut_w
+    b_sel = torch.linalg.vector_norm(g_w + Kt_mu, dim=-1)
+    # The best multipliers of every block; the bounds are evaluated at them
+    # in the precision of g at the end (a conversion keeps their signs).
     nu_best = nu.clone()
-    # FISTA on nu. K^T of the extrapolated point follows by linearity, so a
-    # step costs the two products and gives the bound at its (feasible)
-    # iterate for free. Updates are fused and written over free buffers: a
-    # pass over (B, n) costs about as much as a product here.
-    z, Kt_z, t = nu.clone(), Kt_mu, 1.0
-    buf = torch.empty_like(nu)
-    for it in range(n_steps):
-        # nu_new = Proj(z - step K (g + K^T z)).
-        nu_new = torch.matmul(g + Kt_z, Ut.T, out=buf)
-        torch.sub(z, nu_new, alpha=step, out=nu_new).clamp_(lo, hi)
-        Kt_new = nu_new @ Ut
-        value = torch.linalg.vector_norm(g + Kt_new, dim=-1)
-        better = value < b_sel
-        b_sel = torch.where(better, value, b_sel)
-        torch.where(better[:, None], nu_new, nu_best, out=nu_best)
-        t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        c = (t - 1.0) / t_new
-        torch.lerp(nu, nu_new, 1.0 + c, out=z)  # nu_new + c (nu_new - nu)
-        Kt_z = Kt_new + c * (Kt_new - Kt_mu)
-        buf, nu, Kt_mu, t = nu, nu_new, Kt_new, t_new
-        if it % 4 == 3:
-            # Blocks already known to be at most ``below`` stop.
-            go = b_sel > below
-            if not bool(go.all()):
-                settle(sel[~go], nu_best[~go])
-                sel, b_sel, nu_best = sel[go], b_sel[go], nu_best[go]
-                if len(sel) == 0:
-                    return best
-                g, lo, hi, nu, Kt_mu = g[go], lo[go], hi[go], nu[go], Kt_mu[go]
-                z, Kt_z, buf = z[go], Kt_z[go], torch.empty_like(nu)
-    settle(sel, nu_best)
-    return best
+    sel = ((b_sel > below) & (bound > below)).nonzero()[:, 0]
+    if len(sel) and n_steps > 0:
+        g_w, lo, hi, nu, Kt_mu, b_sel = (
+            a[sel] for a in (g_w, lo, hi, nu, Kt_mu, b_sel)
+        )
+        nu_sel = nu.clone()
+        # FISTA on nu. K^T of the extrapolated point follows by linearity,
+        # so a step costs the two products and gives the bound at its
+        # (feasible) iterate for free. Updates are fused and written over
+        # free buffers: a pass over (B, n) costs about as much as a product.
+        z, Kt_z, t = nu.clone(), Kt_mu, 1.0
+        buf = torch.empty_like(nu)
+        for it in range(n_steps):
+            # nu_new = Proj(z - step K (g + K^T z)).
+            nu_new = torch.matmul(g_w + Kt_z, Ut_w.T, out=buf)
+            torch.sub(z, nu_new, alpha=step, out=nu_new).clamp_(lo, hi)
+            Kt_new = nu_new @ Ut_w
+            value = torch.linalg.vector_norm(g_w + Kt_new, dim=-1)
+            better = value < b_sel
+            b_sel = torch.where(better, value, b_sel)
+            torch.where(better[:, None], nu_new, nu_sel, out=nu_sel)
+            t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+            c = (t - 1.0) / t_new
+            torch.lerp(nu, nu_new, 1.0 + c, out=z)  # nu_new + c (nu_new - nu)
+            Kt_z = Kt_new + c * (Kt_new - Kt_mu)
+            buf, nu, Kt_mu, t = nu, nu_new, Kt_new, t_new
+            if it % 4 == 3:
+                # Blocks already known to be at most ``below`` stop.
+                go = b_sel > below
+                if not bool(go.all()):
+                    nu_best[sel[~go]] = nu_sel[~go]
+                    sel, b_sel, nu_sel = sel[go], b_sel[go], nu_sel[go]
+                    if len(sel) == 0:
+                        break
+                    g_w, lo, hi, nu, Kt_mu = g_w[go], lo[go], hi[go], nu[go], Kt_mu[go]
+                    z, Kt_z, buf = z[go], Kt_z[go], torch.empty_like(nu)
+        nu_best[sel] = nu_sel
+    value = torch.linalg.vector_norm(g + nu_best.to(g.dtype) @ Ut, dim=-1)
+    return torch.minimum(bound, value)
