@@ -86,6 +86,8 @@ def train_bn_relu_network(
     n_steps=2000,
     lbfgs_steps=0,
     record_every=50,
+    tol=None,
+    n_iter_no_change=1,
     random_state=None,
     dtype=None,
     sample_weight=None,
@@ -126,6 +128,16 @@ def train_bn_relu_network(
     lbfgs_steps : int, default=0
         L-BFGS steps after the first-order steps, to converge tightly.
     record_every : int, default=50
+        Steps between two records of the objectives (``history``).
+    tol : float, default=None
+        Early stopping, as in MLPRegressor but over records: a record makes
+        no progress when the best objective over the initialisations is
+        not below ``(1 - tol)`` times the best of all earlier records, and
+        training stops after ``n_iter_no_change`` such records in a row.
+        None: all ``n_steps``.
+    n_iter_no_change : int, default=1
+        Records without progress before stopping (with ``tol``); Adam's
+        objective is not monotone, so a few ride out its bumps.
     random_state : int, RandomState instance or None, default=None
     dtype : torch.dtype, default=None
         ``torch.float64`` when None.
@@ -170,6 +182,8 @@ def train_bn_relu_network(
     batch_w = torch.as_tensor(w / n, dtype=dtype)[None, :, None]
     sqrt_w = torch.as_tensor(np.sqrt(w), dtype=dtype)[:, None]
     R = n_inits
+    # Guards the BN of a constant neuron (1e-300 would be 0 in float32).
+    tiny = torch.finfo(dtype).tiny
 
     def init(*shape, scale):
         return torch.as_tensor(rng.standard_normal(shape) * scale, dtype=dtype)
@@ -204,7 +218,7 @@ def train_bn_relu_network(
         H = torch.matmul(Xt, hidden)  # (R, n, m)
         mean = (batch_w * H).sum(dim=1, keepdim=True)
         var = (batch_w * (H - mean) ** 2).sum(dim=1, keepdim=True)
-        Z = (H - mean) / torch.sqrt(var + 1e-300)
+        Z = (H - mean) / torch.sqrt(var + tiny)
         A = torch.relu(Z * weight[:, None, :] + bias[:, None, :])
         F = torch.matmul(A, output * mask)
         values = torch.stack([loss_obj.torch_value(sqrt_w * F[r], Yt) for r in range(R)])
@@ -227,12 +241,19 @@ def train_bn_relu_network(
         times.append(time.perf_counter() - start)
 
     record()
+    stalled = 0  # records in a row without progress (tol)
     for step in range(1, n_steps + 1):
         opt.zero_grad()
         objectives().sum().backward()
         opt.step()
         if step % record_every == 0:
             record()
+            if tol is not None:
+                best = np.min(history, axis=1)
+                progress = best[-1] < (1.0 - tol) * best[:-1].min()
+                stalled = 0 if progress else stalled + 1
+                if stalled >= n_iter_no_change:
+                    break
     if lbfgs_steps:
         lbfgs = torch.optim.LBFGS(
             params, lr=1.0, max_iter=lbfgs_steps, tolerance_grad=1e-14,

@@ -217,3 +217,50 @@ def test_gradient_training_starts_from_the_recovered_network(
     np.testing.assert_array_equal(fit.params["output"][0] != 0,
                                   est.output_weights_ != 0)
     assert fit.objectives[0] < est.objective_
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gradient_training_with_a_constant_neuron(dtype):
+    """A neuron whose pre-activations are constant (zero hidden weights) has
+    zero batch variance: its BN output is 0, in single precision too (where
+    a guard of 1e-300 would round to 0 and give 0 / 0), and the objective
+    at step 0 is that of the network in float64."""
+    from skbnconvex._gradient import train_bn_relu_network
+
+    X, Y = make_regression_data(n=30, d=3, n_outputs=1, seed=4)
+    rng = np.random.default_rng(1)
+    hidden = rng.standard_normal((3, 4))
+    hidden[:, 2] = 0.0
+    start = dict(hidden=hidden, weight=np.ones(4), bias=np.full(4, 0.1),
+                 output=rng.standard_normal((4, 1)))
+    kwargs = dict(loss="squared_error", alpha=0.1, n_inits=1, n_steps=5,
+                  record_every=5, initial_params=start)
+    ref = train_bn_relu_network(X, Y, dtype=torch.float64, **kwargs)
+    fit = train_bn_relu_network(X, Y, dtype=dtype, **kwargs)
+    assert np.all(np.isfinite(fit.history)) and np.all(np.isfinite(fit.objectives))
+    assert fit.history[0, 0] == pytest.approx(ref.history[0, 0], rel=1e-6)
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_gradient_training_stops_once_progress_is_below_tol(patience):
+    """With ``tol`` the run is the same as without, up to the first record
+    that ends ``patience`` records in a row whose best objective is not a
+    fraction ``tol`` below all earlier records'."""
+    from skbnconvex._gradient import train_bn_relu_network
+
+    X, Y = make_regression_data(n=60, d=3, n_outputs=1, seed=5)
+    kwargs = dict(loss="squared_error", alpha=0.1, n_neurons=6, n_inits=2,
+                  n_steps=4000, record_every=50, random_state=0)
+    full = train_bn_relu_network(X, Y, **kwargs)
+    tol = 1e-3
+    early = train_bn_relu_network(X, Y, tol=tol, n_iter_no_change=patience, **kwargs)
+    best = full.history.min(axis=1)
+    stalled, stop = 0, None
+    for j in range(1, len(best)):
+        stalled = stalled + 1 if best[j] >= (1 - tol) * best[:j].min() else 0
+        if stalled == patience:
+            stop = j
+            break
+    assert stop is not None and stop > patience  # some progress, then none
+    assert early.history.shape == (stop + 1, 2)
+    np.testing.assert_allclose(early.history, full.history[: stop + 1], rtol=1e-12)
