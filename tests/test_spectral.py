@@ -185,9 +185,11 @@ def test_dual_bounds_are_upper_bounds_without_orthonormality(monkeypatch):
     args = (prob, torch.as_tensor(g), torch.as_tensor(pat),
             torch.as_tensor(np.linalg.norm(g, axis=1)))
     bound = _refine_bounds(*args).numpy()
-    # In chunks of 3 blocks (the memory cap of large problems): same bounds.
+    # In chunks of 3 blocks (the memory cap of large problems): the same
+    # bounds, up to the round-off of the float32 iterations (the products
+    # of other batch shapes round differently).
     monkeypatch.setattr(torch_solver, "_CHUNK_ENTRIES", 3 * prog.Ut.shape[0])
-    np.testing.assert_allclose(_refine_bounds(*args).numpy(), bound, rtol=1e-12)
+    np.testing.assert_allclose(_refine_bounds(*args).numpy(), bound, rtol=1e-6)
     for j in range(len(g)):
         K = S[j][:, None] * prog.Ut
         # P_C(g) = g + K^T mu, mu = argmin_{mu >= 0} ||g + K^T mu||.
