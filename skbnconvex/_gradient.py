@@ -59,7 +59,10 @@ class GradientFit:
         best if None) on ``X``, with the training batch's statistics."""
         r = int(np.argmin(self.objectives)) if init is None else init
         p = {key: value[r] for key, value in self.params.items()}
-        Z = (X @ p["hidden"] - p["mean"]) / np.sqrt(p["var"])
+        # The guard of the training forward pass (a constant neuron has zero
+        # variance: its output is then 0, not 0 / 0).
+        tiny = np.finfo(p["var"].dtype).tiny
+        Z = (X @ p["hidden"] - p["mean"]) / np.sqrt(p["var"] + tiny)
         return Z * p["weight"] + p["bias"]
 
     def forward(self, X, init=None):

@@ -239,6 +239,17 @@ def test_gradient_training_with_a_constant_neuron(dtype):
     fit = train_bn_relu_network(X, Y, dtype=dtype, **kwargs)
     assert np.all(np.isfinite(fit.history)) and np.all(np.isfinite(fit.objectives))
     assert fit.history[0, 0] == pytest.approx(ref.history[0, 0], rel=1e-6)
+    # The NumPy forward pass (which gives the proposals' patterns and
+    # blocks) guards the constant neuron too, and reproduces the training
+    # objective, (sum of squared errors / 2 + alpha / 2 * penalty) / n, at
+    # the start (no steps: the neuron is still constant).
+    start_fit = train_bn_relu_network(X, Y, dtype=dtype, **{**kwargs, "n_steps": 0})
+    p = {key: value[0] for key, value in start_fit.params.items()}
+    assert p["var"][2] == 0.0
+    assert np.all(start_fit.bn_outputs(X, 0)[:, 2] == p["bias"][2])
+    pen = (p["weight"] ** 2).sum() + (p["bias"] ** 2).sum() + (p["output"] ** 2).sum()
+    value = (((start_fit.forward(X, 0) - Y) ** 2).sum() / 2 + 0.1 / 2 * pen) / len(X)
+    assert value == pytest.approx(ref.history[0, 0], rel=1e-6)
 
 
 @pytest.mark.parametrize("patience", [1, 3])
