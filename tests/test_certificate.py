@@ -378,6 +378,56 @@ def test_inexact_rounds_still_reach_the_enumerated_optimum(loss):
             assert t == max(1e-7, _INEXACT * entry["gap"])
 
 
+@pytest.mark.parametrize("case", ["only round", "sampled start", "every pattern"])
+def test_rounds_on_a_budget_are_solved_again_before_the_loop_stops(case):
+    """With proposals every round is intermediate, the first too (unless it
+    is the only one); a round that did not reach its tol within its budget
+    counts as inexact even when that tol was the final one. It used to
+    count as solved: started from every pattern (nothing left to add), the
+    loop stopped after the first round, not converged, with "no new
+    violated pattern found" at a point short of ``tol``."""
+    from skbnconvex._column_generation import torch_solver
+
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(16, 3, loss, 0)
+    beta = 0.05
+    D_all = enumerate_patterns(Ut)
+    reference = _solve(Ut, D_all, Y, loss, beta).objective
+    exact = torch_solver(tol=1e-8, max_iter=50_000)
+    tols, converged = [], []
+
+    def solve(program, W0, tol=None):
+        # As the estimators do: a round with a tol of its own on a budget
+        # (here too small to reach it).
+        tols.append(tol)
+        if tol is None:
+            res = exact(program, W0)
+        else:
+            res = torch_solver(tol=tol, max_iter=5)(program, W0)
+        converged.append(res.converged)
+        return res
+
+    cg = column_generation(
+        Ut, Y, loss, beta, solve, n_initial=5, tol=1e-7,
+        max_rounds=1 if case == "only round" else 30,
+        initial_patterns=D_all if case == "every pattern" else None,
+        certificate_mode="exact", propose=lambda program, result: None,
+        random_state=0,
+    )
+    if case == "only round":
+        # The only round is the result: solved to tol (the round budget
+        # ends the loop before the optimum over all patterns).
+        assert tols == [None] and converged == [True]
+        return
+    assert tols[0] == 1e-7 and not converged[0]
+    if case == "every pattern":
+        assert tols == [1e-7, None]
+    # Ends on a solve to the final accuracy, certified.
+    assert tols[-1] is None and converged[-1]
+    assert cg.converged and cg.certificate.certified
+    assert cg.result.objective == pytest.approx(reference, rel=1e-7)
+
+
 def test_column_generation_respects_the_budget():
     loss = SquaredLoss()
     _, Ut, Y = _problem(20, 3, loss, 1)
