@@ -72,8 +72,8 @@ _ADAM_ROUND_LEARNING_RATE = 3e-3
 _ADAM_ROUND_RECORD = 250
 _ADAM_ROUND_TOL = 1e-3
 _ADAM_ROUND_PATIENCE = 3
-# ... and the most solver iterations of its intermediate rounds (all but a
-# final re-solve, the first too): the next
+# ... and the most solver iterations of its intermediate rounds (every
+# round but a final re-solve, the first too): the next
 # round's Adam run moves the network anyway, and a hundred iterations
 # reweigh and prune the neurons (red wine, n = 1 599: rounds solved to 1%
 # of the gap took thousands of iterations, 20-200 s each, for the same
