@@ -282,8 +282,10 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
         the round's program), ``objective`` (of its solution, per sample as
         ``objective_``), ``lower_bound`` and ``gap`` (of the round's
         certificate), ``added`` and ``dropped`` (patterns, before the next
-        round) and ``time`` (seconds since the start of the fit, the
-        certificate included). Intermediate rounds are solved to a looser
+        round) and ``time`` (seconds since the start of the fit when the
+        round's network and certificate were ready, i.e. when a fit with
+        ``max_rounds`` ending there would have had its result; the next
+        round's Adam proposal comes after). Intermediate rounds are solved to a looser
         accuracy than ``tol``; their objectives are those of feasible
         networks all the same.
     rank_ : int

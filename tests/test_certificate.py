@@ -428,6 +428,33 @@ def test_rounds_on_a_budget_are_solved_again_before_the_loop_stops(case):
     assert cg.result.objective == pytest.approx(reference, rel=1e-7)
 
 
+def test_round_times_end_before_the_next_rounds_proposal():
+    """``history`` times say when a round's solution and certificate were
+    ready: a slow proposal (the estimators' Adam run) counts for the next
+    round, as it would not run in a fit whose rounds ended there."""
+    import time
+
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(16, 3, loss, 0)
+    called = []
+
+    def propose(program, result):
+        called.append(time.perf_counter())
+        time.sleep(0.3)
+        return None
+
+    t0 = time.perf_counter()
+    cg = column_generation(
+        Ut, Y, loss, 0.05, n_initial=5, max_rounds=3, propose=propose,
+        certificate_mode="exact", random_state=0,
+    )
+    assert len(called) == 2 and len(cg.history) == 3
+    for entry, t_call in zip(cg.history, called):
+        # start >= t0, so t0 + time <= start + time <= t_call.
+        assert t0 + entry["time"] <= t_call
+    assert cg.history[2]["time"] >= cg.history[1]["time"] + 0.3
+
+
 def test_column_generation_respects_the_budget():
     loss = SquaredLoss()
     _, Ut, Y = _problem(20, 3, loss, 1)
