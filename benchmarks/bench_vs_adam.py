@@ -7,7 +7,9 @@ the same width as the adaptive fit with Adam (full batch, several seeds, a
 small grid of learning rates) for a fixed budget of steps, and print both
 objectives, the estimated gap and the wall times, measured in one run, and
 the time at which the adaptive fit first went below Adam's best (from its
-``history_``: the end of the first round whose network is below it).
+``history_``: when the first round whose network is below it was ready,
+its certificate included, i.e. about what a fit with ``max_rounds`` ending at
+that round would have taken).
 
 Run from the repository root (datasets from ../shared/data)::
 
