@@ -167,10 +167,11 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         patterns it reaches (gradient descent moves hyperplanes across
         data points, which a program on fixed patterns cannot); the next
         round starts from that network when it is better, so each round
-        is at least as good as the network Adam reached. The rounds after
-        the first are then solved on a budget (100 solver iterations, the
-        last one too), since the next proposal moves the network anyway;
-        the certificate's gap stays the honest measure.
+        is at least as good as the network Adam reached. Every round is
+        then solved on a budget (100 solver iterations, the first and the
+        last too; a point where the certificate finds nothing new is
+        solved again to ``tol``), since the next proposal moves the
+        network anyway; the certificate's gap stays the honest measure.
     spectral_power : float, default=0.0
         Encodes gradient descent's bias towards the directions of large
         singular value of the data (Ergen et al., 2022, section on implicit
@@ -285,9 +286,9 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
         round) and ``time`` (seconds since the start of the fit when the
         round's network and certificate were ready, i.e. when a fit with
         ``max_rounds`` ending there would have had its result; the next
-        round's Adam proposal comes after). Intermediate rounds are solved to a looser
-        accuracy than ``tol``; their objectives are those of feasible
-        networks all the same.
+        round's Adam proposal comes after). Intermediate rounds are solved
+        to a looser accuracy than ``tol``; their objectives are those of
+        feasible networks all the same.
     rank_ : int
         Rank of the centred training data.
     solver_ : str
