@@ -219,6 +219,62 @@ def test_newton_drops_a_block_and_converges(extra_face):
     assert steps < T._NEWTON_MAX // 2
 
 
+@pytest.mark.parametrize("updates", [0, 2])
+def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
+    """Newton adds the rows its point violates to the faces and lands.
+
+    From a point on the optimal faces with one binding row missing from a
+    block's face, Newton on the guessed faces leaves that block's cone;
+    with the face update it reaches Clarabel's optimum, and the completed
+    faces become the remembered rows of the support (those that the
+    certificate's projections start from). Without updates (``updates=0``)
+    the point is worse: the missing row matters.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_NEWTON_FACE_UPDATES", updates)
+    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
+    ref = solve_cvxpy(prog).objective
+    res = solve_torch(prog, tol=1e-10, max_iter=50000)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    P, k = prog.n_patterns, prog.k
+    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
+    wset = T._WorkingSet(prob, faces, torch.arange(P), W, 1)
+    # The optimal faces: those of the projected dual vectors of the support;
+    # their rows are binding (positive multipliers of the projections).
+    F = prob.predict(W, wset.Dt)
+    g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt).reshape(-1, k)
+    flat = W.reshape(-1, k)
+    supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
+    gs = wset.gidx[supp]
+    proj, _ = faces.project_exact(gs, g[supp], faces.steps)
+    optimal = faces.V[gs].clone(), faces.R[gs].clone()
+    # The block with the largest face loses the row of its smallest
+    # multiplier (the hardest to identify from an iterate): P_C(g) = g + K^T mu.
+    j = int(optimal[0].sum(1).argmax())
+    pat = int(supp[j]) % P
+    slots = optimal[0][j].nonzero()[:, 0].numpy()
+    K = prob.S_np[optimal[1][j, slots].numpy(), pat, None] * prob.Ut_np[optimal[1][j, slots].numpy()]
+    mu = np.linalg.lstsq(K.T, (proj[j] - g[supp][j]).numpy(), rcond=None)[0]
+    assert mu.min() > 0
+    faces.V[gs[j], slots[np.argmin(mu)]] = False
+    W1 = flat.clone()
+    W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
+    W1 = W1.view_as(W)
+    W_n, _ = T._newton(wset, W1, wset.structure(W1))
+    obj = prob.objective(W_n, prob.predict(W_n, wset.Dt))
+    if updates == 0:
+        assert obj > ref * (1 + 1e-7)
+        return
+    # Clarabel's interior point stops a few 1e-9 above the optimum.
+    assert obj == pytest.approx(ref, rel=1e-8)
+    for b in range(len(supp)):
+        assert set(faces.R[gs[b]][faces.V[gs[b]]].tolist()) == set(
+            optimal[1][b][optimal[0][b]].tolist()
+        )
+
+
 def test_tol_below_round_off_stops_early_and_says_so():
     """A tol the float64 certificate cannot reach ends the solve early.
 
