@@ -174,24 +174,33 @@ def test_dual_bounds_are_upper_bounds_without_orthonormality(monkeypatch):
     from scipy.optimize import nnls
 
     import skbnconvex._solvers._torch as torch_solver
-    from skbnconvex._solvers._torch import _Problem, _refine_bounds
+    from skbnconvex._solvers._torch import _Faces, _Problem
 
     prog = _decaying_spectrum_program(1.0)
     prob = _Problem(prog, torch.device("cpu"), torch.float64)
     rng = np.random.default_rng(1)
-    g = rng.standard_normal((40, prog.k))
-    pat = rng.integers(0, prog.n_patterns, 40)
-    S = np.where(prog.D, 1.0, -1.0).T[pat]
-    args = (prob, torch.as_tensor(g), torch.as_tensor(pat),
+    # Every block of one output (both signs): its pattern is gidx % P.
+    gidx = np.arange(2 * prog.n_patterns)
+    g = rng.standard_normal((len(gidx), prog.k))
+    S = np.where(prog.D, 1.0, -1.0).T[gidx % prog.n_patterns]
+    args = (torch.as_tensor(gidx), torch.as_tensor(g),
             torch.as_tensor(np.linalg.norm(g, axis=1)))
-    bound = _refine_bounds(*args).numpy()
+    faces = _Faces(prob, 1)
+    bound = faces.refine(*args).numpy()
+    # Again from the multipliers of the first refinement, for gradients
+    # moved a little (as between two checks of a solve).
+    g2 = g + 0.01 * rng.standard_normal(g.shape)
+    warm = faces.refine(args[0], torch.as_tensor(g2), args[2]).numpy()
+    cold = _Faces(prob, 1).refine(args[0], torch.as_tensor(g2), args[2]).numpy()
+    assert np.mean(warm < cold) > 0.5 and warm.sum() < cold.sum()
     # In chunks of 3 blocks (the memory cap of large problems): the same
     # bounds, up to the round-off of the float32 iterations (the products
     # of other batch shapes round differently).
     monkeypatch.setattr(torch_solver, "_CHUNK_ENTRIES", 3 * prog.Ut.shape[0])
-    np.testing.assert_allclose(_refine_bounds(*args).numpy(), bound, rtol=1e-6)
+    np.testing.assert_allclose(_Faces(prob, 1).refine(*args).numpy(), bound, rtol=1e-6)
     for j in range(len(g)):
         K = S[j][:, None] * prog.Ut
         # P_C(g) = g + K^T mu, mu = argmin_{mu >= 0} ||g + K^T mu||.
-        mu, dist = nnls(K.T, -g[j], maxiter=10000)
-        assert dist <= bound[j] * (1 + 1e-9) + 1e-12
+        for point, ub in ((g[j], bound[j]), (g2[j], warm[j])):
+            mu, dist = nnls(K.T, -point, maxiter=10000)
+            assert dist <= ub * (1 + 1e-9) + 1e-12

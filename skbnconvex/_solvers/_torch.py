@@ -85,7 +85,8 @@ bound ``M`` of ``\max_b \|\Pi_{C_i}(g_b)\|`` comes from
 ``\|\Pi_C(g)\| \le \|g + K^T \mu\|`` for every ``\mu \ge 0`` (remembered
 multipliers, ``\mu = (-K g)_+`` refined by projected gradient) and from
 exact projections, evaluated lazily from the largest bound down and only
-while a certificate is within reach (on large problems the refinement
+while a certificate is within reach; the refinement of a block starts from
+its multipliers of the previous check where they fit in memory (on large problems the refinement
 too: at the zero start of letter, 26 624 blocks of 16 000 rows, refining
 every bound took 130 s and is not needed to choose the working set).
 Then ``\lambda \min(1, \beta / M)`` is dual feasible and its dual value
@@ -138,6 +139,9 @@ _CHUNK_ENTRIES = 2**24
 # Full checks refine every candidate dual bound while candidates times n is
 # at most this; above, only as far as a certificate is within reach.
 _REFINE_ALL_ENTRIES = 2**23
+# Largest (blocks, n) memory of dual multipliers (float32) kept between
+# bound refinements.
+_MULTIPLIER_ENTRIES = 2**25
 # Blocks left to the host Lawson-Hanson when a batched projection is slow.
 _HOST_TAIL = 8
 # Batched projections on the CPU in NumPy (_lawson_hanson.py) rather than
@@ -337,6 +341,11 @@ class _Faces:
         # start a few steps.
         self.steps = 5 * k + 20
         self.use_numpy = _NUMPY_ON_CPU and prob.device.type == "cpu"
+        # The dual multipliers of the last bound refinement of every block
+        # (see refine), where they fit.
+        self.nu = None
+        if nb * n <= _MULTIPLIER_ENTRIES:
+            self.nu = torch.zeros((nb, n), dtype=torch.float32, device=prob.device)
 
     def rows(self, g):
         """Active rows of block ``g`` (a list)."""
@@ -555,6 +564,37 @@ class _Faces:
             out[idx] = Pi * shrink
         return out.view_as(Z)
 
+    def refine(self, gidx, g, bound, below=None):
+        """Upper bounds of ``||P_C(g_b)||`` by projected gradient on the dual.
+
+        ``g`` (B, k) for blocks ``gidx``; see
+        :func:`~skbnconvex._dual_bounds.refine_projection_bounds` (step 1:
+        the columns of ``U'`` are orthogonal with norms at most 1). A block
+        stops once its bound is at most ``below`` (default: beta), all the
+        callers need to know of it. Runs in chunks of blocks so that the
+        ``(blocks, n)`` temporaries stay within ``_CHUNK_ENTRIES``. Where
+        the multipliers of all blocks fit ``_MULTIPLIER_ENTRIES``, every
+        block starts from its multipliers of the last refinement (between
+        checks the gradients change little).
+        """
+        prob = self.prob
+        below = prob.beta if below is None else max(below, prob.beta)
+        best = bound.clone()
+        rows = max(1, int(_CHUNK_ENTRIES // self.n))
+        for a in range(0, len(gidx), rows):
+            sl = slice(a, a + rows)
+            gi = gidx[sl]
+            nu0 = None if self.nu is None else self.nu[gi]
+            out = refine_projection_bounds(
+                prob.Ut, prob.St[gi % self.P], g[sl], bound[sl], below,
+                _DUAL_REFINE, nu0=nu0, return_multipliers=self.nu is not None,
+            )
+            if self.nu is None:
+                best[sl] = out
+            else:
+                best[sl], self.nu[gi] = out
+        return best
+
     def dual_norms(
         self, gidx, g, exclude=None, fixed=None, gap_of=None, tol=0.0, min_exact=0
     ):
@@ -562,7 +602,7 @@ class _Faces:
 
         Starts from ``||g_b||`` and the remembered multipliers
         (:meth:`face_bound`); then, in decreasing order of the bounds and
-        in batches, tightens them by :func:`_refine_bounds` (all at once
+        in batches, tightens them by :meth:`refine` (all at once
         when they are few, ``_REFINE_ALL_ENTRIES``) and replaces those still
         above both beta and the largest value known by the exact value
         (only the maximum enters the gap). Blocks flagged in
@@ -593,7 +633,7 @@ class _Faces:
         if refine_all:
             # Cheap enough: every candidate refined, so that the scores that
             # choose the next working set are tight too.
-            bound[idx] = _refine_bounds(prob, g[idx], gidx[idx] % self.P, bound[idx])
+            bound[idx] = self.refine(gidx[idx], g[idx], bound[idx])
             idx = idx[bound[idx] > known]
         idx = idx[torch.argsort(bound[idx], descending=True)]
         start = 0
@@ -606,9 +646,7 @@ class _Faces:
             size = max(min_exact - start, _BATCH, start)
             batch = idx[start: start + size]
             if not refine_all:
-                bound[batch] = _refine_bounds(
-                    prob, g[batch], gidx[batch] % self.P, bound[batch], known
-                )
+                bound[batch] = self.refine(gidx[batch], g[batch], bound[batch], known)
             batch = batch[bound[batch] > known]
             if len(batch):
                 _, ub = self.project_exact(
@@ -622,27 +660,6 @@ class _Faces:
                 rest = idx[start:]
                 idx = torch.cat((idx[:start], rest[torch.argsort(bound[rest], descending=True)]))
         return bound, known
-
-
-def _refine_bounds(prob, g, pat, bound, below=None):
-    """Upper bounds of ``||P_C(g_b)||`` by projected gradient on the dual.
-
-    ``g`` (B, k) and the patterns ``pat`` (B,) of the blocks; see
-    :func:`~skbnconvex._dual_bounds.refine_projection_bounds` (step 1: the
-    columns of ``U'`` are orthogonal with norms at most 1). A block stops
-    once its bound is at most ``below`` (default: beta), all its callers
-    need to know of it. Runs in chunks of blocks so that the ``(blocks,
-    n)`` temporaries stay within ``_CHUNK_ENTRIES``.
-    """
-    below = prob.beta if below is None else max(below, prob.beta)
-    best = bound.clone()
-    rows = max(1, int(_CHUNK_ENTRIES // prob.Ut.shape[0]))
-    for a in range(0, len(pat), rows):
-        sl = slice(a, a + rows)
-        best[sl] = refine_projection_bounds(
-            prob.Ut, prob.St[pat[sl]], g[sl], bound[sl], below, _DUAL_REFINE
-        )
-    return best
 
 
 class _WorkingSet:
