@@ -85,11 +85,12 @@ bound ``M`` of ``\max_b \|\Pi_{C_i}(g_b)\|`` comes from
 ``\|\Pi_C(g)\| \le \|g + K^T \mu\|`` for every ``\mu \ge 0`` (remembered
 multipliers, ``\mu = (-K g)_+`` refined by projected gradient) and from
 exact projections, evaluated lazily from the largest bound down and only
-while a certificate is within reach; the refinement of a block starts from
-its multipliers of the previous check where they fit in memory (on large problems the refinement
+while a certificate is within reach (on large problems the refinement
 too: at the zero start of letter, 26 624 blocks of 16 000 rows, refining
-every bound took 130 s and is not needed to choose the working set).
-Then ``\lambda \min(1, \beta / M)`` is dual feasible and its dual value
+every bound took 130 s and is not needed to choose the working set). The
+refinement of a block starts from its multipliers of the previous check
+where they fit in memory (``_MULTIPLIER_ENTRIES``): between checks the
+gradients change little. Then ``\lambda \min(1, \beta / M)`` is dual feasible and its dual value
 ``D`` is a lower bound of the optimum.
 The solver stops when the relative duality gap ``(P - D) / P \le tol``;
 the iterates are in their cones up to round-off (relative violation about
