@@ -163,7 +163,11 @@ def test_torch_solver_on_spectrally_weighted_data_matches_cvxpy(kappa):
     prog = _decaying_spectrum_program(kappa)
     assert np.abs(prog.Ut.T @ prog.Ut - np.eye(prog.k)).max() > 0.5
     ref = solve_cvxpy(prog, tol=1e-10).objective
-    res = solve_torch(prog, tol=1e-8, max_iter=100000)
+    # The certified gap of an optimal point is about sqrt(machine epsilon)
+    # here (the objective's round-off moves the dual point that much): the
+    # paths of the solver end between 3.6e-9 and 1.4e-8, so tol=1e-8 is at
+    # that floor; 1e-7 still tests what this guards.
+    res = solve_torch(prog, tol=1e-7, max_iter=100000)
     assert res.converged, res.message
     assert res.objective == pytest.approx(ref, rel=1e-6)
 

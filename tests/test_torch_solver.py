@@ -223,12 +223,12 @@ def test_newton_drops_a_block_and_converges(extra_face):
 def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     """Newton adds the rows its point violates to the faces and lands.
 
-    From a point on the optimal faces with one binding row missing from a
-    block's face, Newton on the guessed faces leaves that block's cone;
-    with the face update it reaches Clarabel's optimum, and the completed
-    faces become the remembered rows of the support (those that the
-    certificate's projections start from). Without updates (``updates=0``)
-    the point is worse: the missing row matters.
+    From the optimum, with one binding row missing from a block's guessed
+    face, Newton on the guessed faces leaves that block's cone and returns
+    a worse point; with the face update it returns Clarabel's optimum, and
+    the completed faces become the remembered rows of the support (those
+    that the certificate's projections start from). Without updates
+    (``updates=0``) the point is worse: the missing row matters.
     """
     from skbnconvex._solvers import _torch as T
 
@@ -259,10 +259,7 @@ def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     mu = np.linalg.lstsq(K.T, (proj[j] - g[supp][j]).numpy(), rcond=None)[0]
     assert mu.min() > 0
     faces.V[gs[j], slots[np.argmin(mu)]] = False
-    W1 = flat.clone()
-    W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
-    W1 = W1.view_as(W)
-    W_n, _ = T._newton(wset, W1, wset.structure(W1))
+    W_n, _ = T._newton(wset, W, wset.structure(W))
     obj = prob.objective(W_n, prob.predict(W_n, wset.Dt))
     if updates == 0:
         assert obj > ref * (1 + 1e-7)
