@@ -255,7 +255,8 @@ def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     j = int(optimal[0].sum(1).argmax())
     pat = int(supp[j]) % P
     slots = optimal[0][j].nonzero()[:, 0].numpy()
-    K = prob.S_np[optimal[1][j, slots].numpy(), pat, None] * prob.Ut_np[optimal[1][j, slots].numpy()]
+    face = optimal[1][j, slots].numpy()
+    K = prob.S_np[face, pat, None] * prob.Ut_np[face]
     mu = np.linalg.lstsq(K.T, (proj[j] - g[supp][j]).numpy(), rcond=None)[0]
     assert mu.min() > 0
     faces.V[gs[j], slots[np.argmin(mu)]] = False

@@ -51,9 +51,10 @@ Method
    (a primal active-set step). Its best point, projected onto the cones,
    replaces the FISTA iterate when its objective is lower, and the
    certificate below decides; its faces become the remembered rows of the
-   blocks, from which the certificate's projections start. Where the guesses keep failing (many
-   outputs, far from the optimum) the attempts back off: after ``f``
-   refusals in a row, the next ``2^f - 1`` checks skip them.
+   blocks, from which the certificate's projections start. Where the
+   guesses keep failing (many outputs, far from the optimum) the attempts
+   back off: after ``f`` refusals in a row, the next ``2^f - 1`` checks
+   skip them.
 
 4. **Working set over patterns** (as in the ``celer`` Lasso solver). The
    optimum uses few blocks and every iteration costs ``O(n k m)`` for ``m``
@@ -90,8 +91,8 @@ too: at the zero start of letter, 26 624 blocks of 16 000 rows, refining
 every bound took 130 s and is not needed to choose the working set). The
 refinement of a block starts from its multipliers of the previous check
 where they fit in memory (``_MULTIPLIER_ENTRIES``): between checks the
-gradients change little. Then ``\lambda \min(1, \beta / M)`` is dual feasible and its dual value
-``D`` is a lower bound of the optimum.
+gradients change little. Then ``\lambda \min(1, \beta / M)`` is dual
+feasible and its dual value ``D`` is a lower bound of the optimum.
 The solver stops when the relative duality gap ``(P - D) / P \le tol``;
 the iterates are in their cones up to round-off (relative violation about
 ``1e-14`` in float64), so the violation condition of ``tol`` holds too.
@@ -161,9 +162,9 @@ _L_SHRINK = 0.9
 _NEWTON_MAX = 20
 # Largest Newton system (sum of the face dimensions) solved densely.
 _NEWTON_DIM_MAX = 4000
-# Newton runs again on faces completed by the rows its point violates, at
-# most this many times, while the blocks with such rows are at most this
-# fraction of the support (see _newton).
+# Where its point is not below the start, Newton runs again on corrected
+# faces at most this many times, while the blocks whose faces change are
+# at most two or this fraction of the support (see _newton).
 _NEWTON_FACE_UPDATES = 2
 _NEWTON_UPDATE_FRACTION = 0.1
 # Restricted-gap checks (200 iterations) over which FISTA's rate is measured
@@ -392,8 +393,9 @@ class _Faces:
         the working set is projected at ``-grad / L``, parallel to the
         gradient that the full check bounded) mark the likely rows; half
         of ``k`` of them start it (the warm start drops those with a
-        non-positive multiplier): 55 600 steps -> 40 400 on the 428 new
-        blocks of one such solve.
+        non-positive multiplier). On the 428 new blocks of one such solve,
+        started from the multipliers of 24 projected-gradient steps: 42 300
+        block steps instead of 55 600.
         """
         cold = ~self.V[gidx].any(1)
         if not bool(cold.any()):
@@ -971,9 +973,10 @@ def _newton(wset, W, struct):
     faces of a few blocks only are wrong (two, or
     ``_NEWTON_UPDATE_FRACTION`` of the support: rows the point violates,
     face rows with a negative multiplier), they are corrected and Newton
-    runs again from the start, up to ``_NEWTON_FACE_UPDATES`` times. Returns the best of the new points
-    (lowest objective), projected exactly onto the cones (None when
-    nothing is left or the system is too large), and the steps used.
+    runs again from the start, up to ``_NEWTON_FACE_UPDATES`` times.
+    Returns the best of the new points (lowest objective), projected
+    exactly onto the cones (None when nothing is left or the system is too
+    large), and the steps used.
     """
     prob = wset.prob
     supp, Rs, Vs = struct
