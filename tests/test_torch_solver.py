@@ -155,6 +155,31 @@ def test_medium_matches_clarabel(loss):
         assert abs(res.objective - ref.objective) <= 1e-6 * abs(ref.objective)
 
 
+def _at_optimum():
+    """A program solved to 1e-10, as a working set of all its patterns.
+
+    Returns the program, the solver's result, the solver's working set at
+    the optimum, the dual vectors ``g`` of all blocks (rows) and the
+    support (block numbers). The faces of the support are set to those of
+    the projected dual vectors, which are parallel to the optimal blocks.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
+    res = solve_torch(prog, tol=1e-10, max_iter=50000)
+    assert res.converged, res.message
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
+    wset = T._WorkingSet(prob, faces, torch.arange(prog.n_patterns), W, 1)
+    F = prob.predict(W, wset.Dt)
+    g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt)
+    g = g.reshape(-1, prog.k)
+    flat = W.reshape(-1, prog.k)
+    supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
+    return prog, res, wset, g, supp
+
+
 @pytest.mark.parametrize("extra_face", ["whole cone", "zero"])
 def test_newton_drops_a_block_and_converges(extra_face):
     """The face Newton step drops a block whose optimum is zero and goes on.
@@ -169,20 +194,12 @@ def test_newton_drops_a_block_and_converges(extra_face):
     """
     from skbnconvex._solvers import _torch as T
 
-    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
-    res = solve_torch(prog, tol=1e-10, max_iter=50000)
-    assert res.converged, res.message
-    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
-    faces = T._Faces(prob, 1)
+    prog, res, wset, g, supp = _at_optimum()
+    prob, faces, W = wset.prob, wset.faces, wset.W
     P, k = prog.n_patterns, prog.k
-    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
-    wset = T._WorkingSet(prob, faces, torch.arange(P), W, 1)
+    flat = W.reshape(-1, k)
     # The optimal faces: those of the projected dual vectors of the support
     # (P_C(g_b) is parallel to the optimal w_b).
-    F = prob.predict(W, wset.Dt)
-    g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt).reshape(-1, k)
-    flat = W.reshape(-1, k)
-    supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
     faces.project_exact(wset.gidx[supp], g[supp], faces.steps)
     # An extra block whose dual constraint is slack (its optimum is zero),
     # set to a small point of its cone.
@@ -221,7 +238,7 @@ def test_newton_drops_a_block_and_converges(extra_face):
 
 @pytest.mark.parametrize("updates", [0, 2])
 def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
-    """Newton adds the rows its point violates to the faces and lands.
+    """Newton corrects a face that misses a binding row, and lands.
 
     From the optimum, with one binding row missing from a block's guessed
     face, Newton on the guessed faces leaves that block's cone and returns
@@ -233,20 +250,12 @@ def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     from skbnconvex._solvers import _torch as T
 
     monkeypatch.setattr(T, "_NEWTON_FACE_UPDATES", updates)
-    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
+    prog, _, wset, g, supp = _at_optimum()
     ref = solve_cvxpy(prog).objective
-    res = solve_torch(prog, tol=1e-10, max_iter=50000)
-    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
-    faces = T._Faces(prob, 1)
-    P, k = prog.n_patterns, prog.k
-    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
-    wset = T._WorkingSet(prob, faces, torch.arange(P), W, 1)
+    prob, faces, W = wset.prob, wset.faces, wset.W
+    P = prog.n_patterns
     # The optimal faces: those of the projected dual vectors of the support;
     # their rows are binding (positive multipliers of the projections).
-    F = prob.predict(W, wset.Dt)
-    g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt).reshape(-1, k)
-    flat = W.reshape(-1, k)
-    supp = (torch.linalg.vector_norm(flat, dim=-1) > 0).nonzero()[:, 0]
     gs = wset.gidx[supp]
     proj, _ = faces.project_exact(gs, g[supp], faces.steps)
     optimal = faces.V[gs].clone(), faces.R[gs].clone()
