@@ -1010,15 +1010,13 @@ def _newton(wset, W, struct):
         if f_new < best_f:
             best, best_f, best_rows = W_new, f_new, [list(r) for r in rows]
         if update == _NEWTON_FACE_UPDATES or best_f < f_start:
-            # A point below the start needs no update (where the first one
-            # is accepted, the updates' points were no better for the
-            # solve: on a spectrally weighted test program they nearly
-            # doubled its iterations and left the gap at its floor).
+            # A point below the start is taken as it is (the caller accepts
+            # it; the next check tries the faces of the new iterate).
             break
         # Near the optimum the guessed faces of a few blocks miss a row or
         # two (a face of 3 146 rows of 64 blocks at (2000, 50, 500), one
-        # missing until the objective was within 2e-10): the rows that
-        # Newton's point violates join them and rows with a negative
+        # missing until the objective was within 2e-10): the first row that
+        # Newton's point crosses joins a face, rows with a negative
         # multiplier leave, and Newton lands on the optimum. Far from it
         # many blocks change and such updates go astray (measured: worse
         # points), so they are not made then.
@@ -1033,12 +1031,13 @@ def _newton(wset, W, struct):
 def _face_update(wset, supp, pats, rows, Ws, W0):
     """Faces corrected by the primal and dual signs of Newton's point.
 
-    For the blocks ``Ws`` (float64, on the faces ``rows``), rows with
-    ``K_j w_b < 0`` join the face of their block (most violated first, at
-    most ``k`` rows), and face rows whose multiplier ``mu_j`` in the
-    stationarity condition ``grad_b f + beta w_b / ||w_b|| = K_F^T mu`` is
-    negative leave it. Returns the new faces and the number of blocks
-    whose face changed.
+    For the blocks ``Ws`` (float64, on the faces ``rows``) that violate
+    rows ``K_j w_b < 0``, the first of those rows crossed on the segment
+    from the feasible start ``W0`` joins the face (while it has fewer than
+    ``k`` rows: a primal active-set step), and face rows whose multiplier
+    ``mu_j`` in the stationarity condition
+    ``grad_b f + beta w_b / ||w_b|| = K_F^T mu`` is negative leave it.
+    Returns the new faces and the number of blocks whose face changed.
     """
     prob = wset.prob
     program = prob.program
@@ -1087,9 +1086,9 @@ def _remember_faces(wset, supp, pats, rows):
     keeps only the rows with a positive multiplier, often none, and the
     certificate's projections of the gradients that follow, whose faces
     are Newton's at the optimum, then start almost cold (measured at
-    (2000, 50, 500): 80 Lawson-Hanson steps a block, 0.7 s for a
-    certificate). Faces of linearly dependent rows are not kept (a warm
-    start needs independent rows).
+    (2000, 50, 500): 80 Lawson-Hanson steps a block, 0.7 s for the
+    certificates of the last working set). Faces of linearly dependent
+    rows are not kept (a warm start needs independent rows).
     """
     faces, prob = wset.faces, wset.prob
     k = prob.Ut.shape[1]
