@@ -889,7 +889,7 @@ class _WorkingSet:
                 # per attempt, every one refused, 70% of the solve), so
                 # after f refusals in a row the next 2^f - 1 checks skip it.
                 tried = struct
-                W_n, n_steps = _newton(self, W, struct)
+                W_n, n_steps = _newton(self, W, struct, primal)
                 used += n_steps
                 F_n = None if W_n is None else prob.predict(W_n, self.Dt)
                 # A wrong guess of the faces is refused on its objective
@@ -963,7 +963,7 @@ def _same(s1, s2):
     return all(a.shape == b.shape and bool(torch.equal(a, b)) for a, b in zip(s1, s2))
 
 
-def _newton(wset, W, struct):
+def _newton(wset, W, struct, f_start=None):
     """Damped Newton on the faces ``struct`` (support and active rows).
 
     Every non-zero block ``b`` is written ``w_b = N_b x_b`` with ``N_b`` an
@@ -976,7 +976,8 @@ def _newton(wset, W, struct):
     runs again from the start, up to ``_NEWTON_FACE_UPDATES`` times.
     Returns the best of the new points (lowest objective), projected
     exactly onto the cones (None when nothing is left or the system is too
-    large), and the steps used.
+    large), and the steps used. ``f_start`` is the objective at ``W``
+    (computed when not given).
     """
     prob = wset.prob
     supp, Rs, Vs = struct
@@ -988,27 +989,30 @@ def _newton(wset, W, struct):
     pats = [int(wset.ws[b % m]) for b in supp_np]
     Wflat = W.reshape(-1, k).double()
     W0 = Wflat[supp]
-    f_start = prob.objective(W, prob.predict(W, wset.Dt))
+    if f_start is None:
+        f_start = prob.objective(W, prob.predict(W, wset.Dt))
     best, best_f, best_rows, steps = None, np.inf, None, 0
     for update in range(_NEWTON_FACE_UPDATES + 1):
         # Every attempt starts from the feasible point (a block that one
         # attempt drove out may belong to the support on the new faces).
-        Ws, it = _newton_on_faces(wset, W.shape[0], supp, pats, rows, W0)
+        Ws, it, indep = _newton_on_faces(wset, W.shape[0], supp, pats, rows, W0)
         steps += it
         if Ws is None:
             break
-        W_new = torch.zeros_like(Wflat)
-        W_new[supp] = Ws
-        W_new = W_new.to(prob.dtype)
+        W_raw = torch.zeros_like(Wflat)
+        W_raw[supp] = Ws
+        W_raw = W_raw.to(prob.dtype)
         # The faces may be wrong: every block goes to its cone (cheap for
         # the nearly feasible blocks of a right guess).
+        W_new = W_raw.clone()
         W_new[supp], _ = wset.faces.project_exact(
-            wset.gidx[supp], W_new[supp], wset.faces.steps
+            wset.gidx[supp], W_raw[supp], wset.faces.steps
         )
         W_new = W_new.view_as(W)
         f_new = prob.objective(W_new, prob.predict(W_new, wset.Dt))
         if f_new < best_f:
-            best, best_f, best_rows = W_new, f_new, [list(r) for r in rows]
+            best, best_f = W_new, f_new
+            best_rows = [list(r) for r in rows], indep
         if update == _NEWTON_FACE_UPDATES or best_f < f_start:
             # A point below the start is taken as it is (the caller accepts
             # it; the next check tries the faces of the new iterate).
@@ -1020,39 +1024,33 @@ def _newton(wset, W, struct):
         # multiplier leave, and Newton lands on the optimum. Far from it
         # many blocks change and such updates go astray (measured: worse
         # points), so they are not made then.
-        rows, n_changed = _face_update(wset, supp, pats, rows, Ws, W0)
+        rows, n_changed = _face_update(wset, supp, pats, rows, W_raw.view_as(W), W0)
         if n_changed == 0 or n_changed > max(2.0, _NEWTON_UPDATE_FRACTION * len(rows)):
             break
     if best is not None:
-        _remember_faces(wset, supp, pats, best_rows)
+        _remember_faces(wset, supp, *best_rows)
     return best, steps
 
 
-def _face_update(wset, supp, pats, rows, Ws, W0):
+def _face_update(wset, supp, pats, rows, W_raw, W0):
     """Faces corrected by the primal and dual signs of Newton's point.
 
-    For the blocks ``Ws`` (float64, on the faces ``rows``) that violate
-    rows ``K_j w_b < 0``, the first of those rows crossed on the segment
-    from the feasible start ``W0`` joins the face (while it has fewer than
-    ``k`` rows: a primal active-set step), and face rows whose multiplier
-    ``mu_j`` in the stationarity condition
+    For the support blocks of ``W_raw`` (Newton's point on the faces
+    ``rows``, not projected) that violate rows ``K_j w_b < 0``, the first of
+    those rows crossed on the segment from the feasible start ``W0`` joins
+    the face (while it has fewer than ``k`` rows: a primal active-set step),
+    and face rows whose multiplier ``mu_j`` in the stationarity condition
     ``grad_b f + beta w_b / ||w_b|| = K_F^T mu`` is negative leave it.
     Returns the new faces and the number of blocks whose face changed.
     """
     prob = wset.prob
-    program = prob.program
     k = prob.Ut.shape[1]
-    m = wset.m
     Ut, S = prob.Ut_np, prob.S_np
-    Ws, W0 = Ws.cpu().numpy(), W0.cpu().numpy()
-    supp = supp.cpu().numpy()
-    sign = 1.0 - 2.0 * ((supp // m) % 2)
-    out = supp // (2 * m)
-    Z = Ws @ Ut.T  # (blocks, n)
-    F = np.zeros_like(program.Y, dtype=float)
-    for j, pat in enumerate(pats):
-        F[:, out[j]] += sign[j] * program.D[:, pat] * Z[j]
-    r = program.loss.gradient(F, program.Y)
+    F = prob.predict(W_raw, wset.Dt)
+    grads = prob.grad_blocks(_loss_grad(prob.loss, F, prob.Y), wset.Dt)
+    grads = grads.reshape(-1, k)[supp].double().cpu().numpy()
+    Ws = W_raw.reshape(-1, k)[supp].double().cpu().numpy()
+    W0 = W0.cpu().numpy()
     nrm = np.linalg.norm(Ws, axis=1)
     new_rows, n_changed = [], 0
     for j, (R, pat) in enumerate(zip(rows, pats)):
@@ -1061,11 +1059,11 @@ def _face_update(wset, supp, pats, rows, Ws, W0):
             continue
         keep = list(R)
         if R:
-            grad = sign[j] * (Ut.T @ (program.D[:, pat] * r[:, out[j]]))
             K = S[R, pat, None] * Ut[R]
-            mu = np.linalg.lstsq(K.T, grad + prob.beta * Ws[j] / nrm[j], rcond=None)[0]
+            v = grads[j] + prob.beta * Ws[j] / nrm[j]
+            mu = np.linalg.lstsq(K.T, v, rcond=None)[0]
             keep = [i for i, u in zip(R, mu) if u >= -1e-8 * np.abs(mu).max()]
-        Kw = S[:, pat] * Z[j]
+        Kw = S[:, pat] * (Ut @ Ws[j])
         viol = np.nonzero(Kw < -prob.feas_tol * nrm[j])[0]
         add = []
         if len(viol) and len(keep) < k:
@@ -1079,7 +1077,7 @@ def _face_update(wset, supp, pats, rows, Ws, W0):
     return new_rows, n_changed
 
 
-def _remember_faces(wset, supp, pats, rows):
+def _remember_faces(wset, supp, rows, independent):
     """Make the faces of Newton's point the remembered rows of its blocks.
 
     The exact projection of a point that Newton put on (or near) its faces
@@ -1088,17 +1086,14 @@ def _remember_faces(wset, supp, pats, rows):
     are Newton's at the optimum, then start almost cold (measured at
     (2000, 50, 500): 80 Lawson-Hanson steps a block, 0.7 s for the
     certificates of the last working set). Faces of linearly dependent
-    rows are not kept (a warm start needs independent rows).
+    rows (``independent`` False) are not kept: a warm start needs
+    independent rows.
     """
     faces, prob = wset.faces, wset.prob
     k = prob.Ut.shape[1]
     g = wset.gidx[supp].cpu().numpy()
-    for j, (R, pat) in enumerate(zip(rows, pats)):
-        if not R or len(R) >= k:
-            continue
-        A = prob.S_np[R, pat, None] * prob.Ut_np[R]
-        sv = np.linalg.svd(A, compute_uv=False)
-        if sv[-1] <= 1e-10 * sv[0]:
+    for j, (R, ok) in enumerate(zip(rows, independent)):
+        if not R or len(R) >= k or not ok:
             continue
         faces.R[g[j]].zero_()
         faces.V[g[j]].zero_()
@@ -1111,14 +1106,15 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     """Newton of :func:`_newton` on the faces ``rows`` from blocks ``Ws``.
 
     Returns the blocks of the support (float64, not projected; None when
-    nothing is left or the system is too large) and the steps used.
+    nothing is left or the system is too large), the steps used and, per
+    block, whether its face rows are linearly independent.
     """
     prob = wset.prob
     k = prob.Ut.shape[1]
     m = wset.m
     dev = prob.device
     f64 = dict(device=dev, dtype=torch.float64)
-    bases, cols_blk = [], []
+    bases, cols_blk, independent = [], [], []
     for j, (R, pat) in enumerate(zip(rows, pats)):
         if len(R):
             A = (prob.S_np[R, pat, None] * prob.Ut_np[R]).T
@@ -1126,14 +1122,15 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
             rank = int((sv > 1e-10 * sv[0]).sum())
             N = U_[:, rank:]
         else:
-            N = np.eye(k)
+            rank, N = 0, np.eye(k)
+        independent.append(rank == len(R))
         # A block whose face is {0} (k independent active rows) is zero on
         # it: it gets no columns and leaves.
         bases.append(N)
         cols_blk += [j] * N.shape[1]
     T = len(cols_blk)
     if T == 0 or T > _NEWTON_DIM_MAX:
-        return None, 0
+        return None, 0, independent
     Ncat = torch.as_tensor(np.hstack(bases), **f64)  # (k, T)
     blk = torch.as_tensor(cols_blk, device=dev)
     cs, i_ws = supp // m, supp % m
@@ -1178,7 +1175,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
             f = obj(x)
         ia = alive.nonzero()[:, 0]
         if len(ia) == 0:
-            return None, it
+            return None, it, independent
         F = F_of(x)
         r = _loss_grad(loss, F, Y)  # (n, C)
         Ja, oa, ba = J[:, ia], out_col[ia], blk[ia]
@@ -1223,8 +1220,9 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
         x = x + step * d
         f = f_new
     if not bool(alive.any()):
-        return None, it
-    return torch.zeros((nb, k), **f64).index_add_(0, blk, (Ncat * x).T), it
+        return None, it, independent
+    Ws = torch.zeros((nb, k), **f64).index_add_(0, blk, (Ncat * x).T)
+    return Ws, it, independent
 
 
 def _full_check(prob, faces, W_full, wset, tol):
