@@ -332,6 +332,9 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     monkeypatch.setattr(T, "_NUMPY_ON_CPU", path == "numpy")
     # The batched steps finish every block (no host fallback).
     monkeypatch.setattr(T, "_HOST_TAIL", 0)
+    # The torch path's passes over (blocks, n) in chunks of 5 blocks (the
+    # last one shorter), as on the CPU at large n.
+    monkeypatch.setattr(T, "_CACHE_ENTRIES", 5 * 60)
     prog = _program("squared", n=60, d=5, P=12, seed=11)
     prob = T._Problem(prog, torch.device("cpu"), dtype)
     faces = T._Faces(prob, 1)
@@ -383,6 +386,8 @@ def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
     monkeypatch.setattr(T, "_NUMPY_MAX_ENTRIES", 300 * 10)
     res_mixed = solve_torch(prog, tol=1e-8)
     monkeypatch.setattr(T, "_NUMPY_ON_CPU", False)
+    # Passes over (blocks, n) in chunks of 7 blocks, as on the CPU at large n.
+    monkeypatch.setattr(T, "_CACHE_ENTRIES", 7 * 300)
     res_t = solve_torch(prog, tol=1e-8)
     for res in (res_np, res_mixed):
         assert res.converged and res_t.converged

@@ -156,6 +156,11 @@ _NUMPY_ON_CPU = True
 # only, 19.7 s with NumPy for every batch, 14.0 s with this limit; letter
 # (n = 16 000), 100 iterations: 81.4 s -> 74.0 s.
 _NUMPY_MAX_ENTRIES = 2**21
+# On the CPU, passes over (blocks, n) temporaries of the projections run in
+# chunks of blocks of at most this many entries, which stay in cache
+# (200 blocks of CASP's 45 730 rows, two threads: the prox's first bound
+# 109 ms -> 29 ms, the projection's check 45 ms -> 9 ms per pass).
+_CACHE_ENTRIES = 2**18
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
 # Most Newton steps per attempt.
@@ -193,6 +198,15 @@ def _resolve_device(device):
             "PyTorch installation; use device='cpu'."
         )
     return device
+
+
+def _block_chunks(B, n, device):
+    """Slices of ``B`` blocks whose ``(blocks, n)`` passes stay in cache.
+
+    One slice off the CPU, where each pass is a kernel launch.
+    """
+    rows = B if device.type != "cpu" else max(1, _CACHE_ENTRIES // n)
+    return [slice(a, a + rows) for a in range(0, B, rows)]
 
 
 def _loss_curvature(loss, n_outputs):
@@ -439,7 +453,7 @@ class _Faces:
         Ut = prob.Ut
         B, k = Z.shape
         dt = Z.dtype
-        S = prob.St[gidx % self.P]  # (B, n)
+        pat = gidx % self.P
         R, V = self.R[gidx].clone(), self.V[gidx].clone()
         x = torch.zeros_like(Z)  # multipliers of the passive rows, by slot
         xs = self.X[gidx] * V  # the last non-negative ones, for face_bound
@@ -451,9 +465,9 @@ class _Faces:
         eye = torch.eye(k, dtype=dt, device=Z.device)
         inf = torch.tensor(float("inf"), dtype=dt, device=Z.device)
         for _ in range(max_steps):
-            Ra, Va, Sa, Za = R[act], V[act], S[act], Z[act]
+            Ra, Va, pa, Za = R[act], V[act], pat[act], Z[act]
             xa, wa = x[act], warm[act]
-            A = (Sa.gather(1, Ra) * Va)[..., None] * Ut[Ra]  # (b, k, k), rows K_j
+            A = (prob.St[pa[:, None], Ra] * Va)[..., None] * Ut[Ra]  # (b, k, k), rows K_j
             G = A @ A.mT + eye * (~Va)[:, None, :]
             Lc, info = torch.linalg.cholesky_ex(G)
             sol = torch.cholesky_solve(-(A @ Za[..., None]), Lc)[..., 0] * Va
@@ -480,9 +494,13 @@ class _Faces:
             z = Za + (A.mT @ sol[..., None])[..., 0]
             # K z on every row, the passive rows masked: +inf written in
             # place (amax keeps the entries of the padding slots).
-            Kz = Sa * (z @ Ut.T)
-            Kz.scatter_reduce_(1, Ra, torch.where(Va, inf, -inf), reduce="amax")
-            kzmin, jrow = Kz.min(1)
+            kzmin = torch.empty(len(act), dtype=dt, device=Z.device)
+            jrow = torch.empty(len(act), dtype=torch.long, device=Z.device)
+            mask = torch.where(Va, inf, -inf)
+            for sl in _block_chunks(len(act), self.n, Z.device):
+                Kz = (z[sl] @ Ut.T).mul_(prob.St[pa[sl]])
+                Kz.scatter_reduce_(1, Ra[sl], mask[sl], reduce="amax")
+                kzmin[sl], jrow[sl] = Kz.min(1)
             ub_a = torch.where(
                 positive, torch.linalg.vector_norm(z, dim=-1), inf
             )
@@ -583,11 +601,13 @@ class _Faces:
         if len(idx):
             idx = idx[self.face_bound(gidx[idx], flat[idx]) > t]
         if len(idx):
-            S = self.prob.St[gidx[idx] % self.P]
-            p = flat[idx]
-            mu = (-S * (p @ self.prob.Ut.T)).clamp(min=0)
-            q = p + (S * mu) @ self.prob.Ut
-            idx = idx[torch.linalg.vector_norm(q, dim=-1) > t]
+            Ut, pat, p = self.prob.Ut, gidx[idx] % self.P, flat[idx]
+            qn = torch.empty(len(idx), dtype=Z.dtype, device=Z.device)
+            for sl in _block_chunks(len(idx), self.n, Z.device):
+                S = self.prob.St[pat[sl]]
+                nu = (p[sl] @ Ut.T).mul_(S).neg_().clamp_(min=0).mul_(S)  # S mu
+                qn[sl] = torch.linalg.vector_norm(p[sl] + nu @ Ut, dim=-1)
+            idx = idx[qn > t]
         if len(idx):
             Pi, _ = self.project_exact(gidx[idx], flat[idx], self.steps, stop_below=t)
             Pi = torch.nan_to_num(Pi, nan=0.0)
