@@ -222,7 +222,7 @@ def test_newton_drops_a_block_and_converges(extra_face):
     if extra_face == "zero":
         # k linearly independent rows of the block's cone (pivoted QR).
         pat = int(cand[j]) % P
-        K = prob.S_np[:, pat, None] * prob.Ut_np
+        K = prob.S_np[pat, :, None] * prob.Ut_np
         rows = np.sort(scipy.linalg.qr(K.T, pivoting=True)[2][:k])
         faces.R[gj] = torch.as_tensor(rows)
         faces.V[gj] = True
@@ -265,7 +265,7 @@ def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     pat = int(supp[j]) % P
     slots = optimal[0][j].nonzero()[:, 0].numpy()
     face = optimal[1][j, slots].numpy()
-    K = prob.S_np[face, pat, None] * prob.Ut_np[face]
+    K = prob.S_np[pat, face, None] * prob.Ut_np[face]
     mu = np.linalg.lstsq(K.T, (proj[j] - g[supp][j]).numpy(), rcond=None)[0]
     assert mu.min() > 0
     faces.V[gs[j], slots[np.argmin(mu)]] = False
@@ -395,22 +395,36 @@ def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
         np.testing.assert_allclose(res.Wp, res_t.Wp, atol=1e-6 * np.abs(res_t.Wp).max())
 
 
-def test_host_lawson_hanson_matches_a_qp_solver():
+@pytest.mark.parametrize("screen", [None, 6])
+def test_host_lawson_hanson_matches_a_qp_solver(screen):
     """The one-block Lawson-Hanson that finishes slow blocks on the host.
 
     Cold (no rows), warm-started from rows of another point's face, and
-    with ``stop_below``, against Clarabel's projections.
+    with ``stop_below``, against Clarabel's projections; with the screened
+    check (6 candidate rows of 60) also the same steps as without.
     """
-    from skbnconvex._solvers._lawson_hanson import lawson_hanson
+    from functools import partial
+
+    from skbnconvex._solvers import _lawson_hanson as LH
 
     prog = _program("squared", n=60, d=5, P=12, seed=12)
     S = np.where(prog.D, 1.0, -1.0)
+    if screen is None:
+        lawson_hanson = LH.lawson_hanson
+    else:
+        norms = np.linalg.norm(prog.Ut, axis=1)
+        lawson_hanson = partial(LH.lawson_hanson, row_norms=norms, screen=screen)
     rng = np.random.default_rng(1)
     for i in range(prog.n_patterns):
         p = rng.standard_normal(prog.k)
         ref = _qp_projection(S[:, i, None] * prog.Ut, p)
         z, rows = lawson_hanson(prog.Ut, S[:, i], p, [], 1e-12 * np.linalg.norm(p))
         np.testing.assert_allclose(z, ref, atol=1e-7 * np.linalg.norm(p))
+        if screen is not None:
+            z0, rows0 = LH.lawson_hanson(
+                prog.Ut, S[:, i], p, [], 1e-12 * np.linalg.norm(p)
+            )
+            assert rows == rows0 and np.array_equal(z, z0)
         # Its active rows: tight at z, linearly independent.
         K = S[rows, i, None] * prog.Ut[rows]
         assert np.abs(K @ z).max(initial=0.0) <= 1e-9 * np.linalg.norm(p)

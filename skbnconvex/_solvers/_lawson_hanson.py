@@ -21,6 +21,10 @@ from scipy.linalg import get_lapack_funcs
 from scipy.linalg.lapack import dposv as _dposv
 
 
+# Rows checked by the screened steps of lawson_hanson.
+_SCREEN_ROWS = 2048
+
+
 def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail):
     """Project the rows of ``Z`` onto their cones, warm-started (NumPy).
 
@@ -175,7 +179,8 @@ def _drop_rows(A, G, idx, leave):
         G[bi, si, si] = 1.0
 
 
-def lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
+def lawson_hanson(Ut, s, p, rows, tol, stop_below=None, row_norms=None,
+                  screen=_SCREEN_ROWS):
     """Exact projection of ``p`` onto ``{z : s * (Ut z) >= 0}``, in float64.
 
     Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||`` with
@@ -184,6 +189,14 @@ def lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
     entry below ``-tol``; rows whose multiplier would turn negative leave.
     The norm of ``z`` decreases along the way: with ``stop_below`` the
     method stops (returning None for ``z``) once it is at most that.
+
+    With ``row_norms`` (the norms of the rows of ``Ut``) and more than
+    ``4 * screen`` rows, the check of ``K z`` is screened: after a check
+    on all rows at a point ``r``, only the ``screen`` rows of smallest
+    margin ``(K r)_j / ||u_j||`` are checked while ``||z - r||`` is below
+    the smallest margin ``tau`` of the others, which stay positive there
+    (``(K z)_j >= (K r)_j - ||u_j|| ||z - r|| > 0``). The steps are the
+    same as without it.
 
     Returns
     -------
@@ -217,14 +230,28 @@ def lawson_hanson(Ut, s, p, rows, tol, stop_below=None):
     if not R:
         A = np.zeros((0, k))
     z = p + mu @ A
+    screening = row_norms is not None and Ut.shape[0] > 4 * screen
+    ref, tau = None, 0.0
     for _ in range(5 * k + 20):
         if stop_below is not None and np.linalg.norm(z) <= stop_below:
             return None, R
-        v = s * (Ut @ z)  # K z; -v is the gradient of the dual
-        if R:
-            v[R] = np.inf
-        j = int(np.argmin(v))
-        if v[j] >= -tol:
+        if ref is not None and np.linalg.norm(z - ref) < tau:
+            v = K_cand @ z  # K z on the candidate rows
+            v[np.isin(cand, R)] = np.inf
+            i = int(np.argmin(v))
+            j, v_j = int(cand[i]), v[i]
+        else:
+            v = s * (Ut @ z)  # K z; -v is the gradient of the dual
+            if screening:
+                margin = v / row_norms
+                part = np.argpartition(margin, screen)
+                cand, tau, ref = part[:screen], margin[part[screen]], z
+                K_cand = s[cand, None] * Ut[cand]
+            if R:
+                v[R] = np.inf
+            j = int(np.argmin(v))
+            v_j = v[j]
+        if v_j >= -tol:
             break
         R.append(j)
         x = np.append(mu, 0.0)

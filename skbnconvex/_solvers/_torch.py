@@ -242,7 +242,11 @@ class _Problem:
         self.beta = float(program.beta)
         self.Lf = _loss_curvature(program.loss, program.n_outputs)
         self.Ut_np = np.ascontiguousarray(program.Ut, dtype=np.float64)
-        self.S_np = np.where(program.D, 1.0, -1.0)
+        # Signs by pattern (P, n): a pattern's row is contiguous (a strided
+        # column of (n, P) made the host projections' check of CASP's rows
+        # four times slower).
+        self.S_np = np.where(program.D.T, 1.0, -1.0)
+        self.row_norms_np = np.maximum(np.linalg.norm(self.Ut_np, axis=1), 1e-300)
         eps = float(torch.finfo(dtype).eps)
         k = program.k
         # Tolerances of the projection checks, relative to ||p||: round-off
@@ -265,7 +269,7 @@ class _Problem:
         ws = ws.cpu().numpy().tolist()
         for i in ws:
             if i not in self._interior:
-                self._interior[i] = cone_interior(self.Ut_np, self.S_np[:, i])[0]
+                self._interior[i] = cone_interior(self.Ut_np, self.S_np[i])[0]
         Z = [self._interior[i] for i in ws]
         if any(z is None for z in Z):
             return None
@@ -567,8 +571,8 @@ class _Faces:
             res_ub = np.empty(len(g_np))
             for j, g in enumerate(g_np):
                 z, rows = lawson_hanson(
-                    prob.Ut_np, prob.S_np[:, g % self.P], Z_np[j], self.rows(g),
-                    1e-12 * np.linalg.norm(Z_np[j]), stop_below,
+                    prob.Ut_np, prob.S_np[g % self.P], Z_np[j], self.rows(g),
+                    1e-12 * np.linalg.norm(Z_np[j]), stop_below, prob.row_norms_np,
                 )
                 self.n_host += 1
                 if z is None:
@@ -1079,16 +1083,16 @@ def _face_update(wset, supp, pats, rows, W_raw, W0):
             continue
         keep = list(R)
         if R:
-            K = S[R, pat, None] * Ut[R]
+            K = S[pat, R, None] * Ut[R]
             v = grads[j] + prob.beta * Ws[j] / nrm[j]
             mu = np.linalg.lstsq(K.T, v, rcond=None)[0]
             keep = [i for i, u in zip(R, mu) if u >= -1e-8 * np.abs(mu).max()]
-        Kw = S[:, pat] * (Ut @ Ws[j])
+        Kw = S[pat] * (Ut @ Ws[j])
         viol = np.nonzero(Kw < -prob.feas_tol * nrm[j])[0]
         add = []
         if len(viol) and len(keep) < k:
             # The first row crossed on the way from the feasible start.
-            K0 = S[viol, pat] * (Ut[viol] @ W0[j])
+            K0 = S[pat, viol] * (Ut[viol] @ W0[j])
             t = np.clip(K0, 0.0, None) / (np.clip(K0, 0.0, None) - Kw[viol])
             add = [int(viol[np.argmin(t)])]
         if add or len(keep) < len(R):
@@ -1137,7 +1141,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     bases, cols_blk, independent = [], [], []
     for j, (R, pat) in enumerate(zip(rows, pats)):
         if len(R):
-            A = (prob.S_np[R, pat, None] * prob.Ut_np[R]).T
+            A = (prob.S_np[pat, R, None] * prob.Ut_np[R]).T
             U_, sv, _ = np.linalg.svd(A, full_matrices=True)
             rank = int((sv > 1e-10 * sv[0]).sum())
             N = U_[:, rank:]
