@@ -21,7 +21,9 @@ from scipy.linalg import get_lapack_funcs
 from scipy.linalg.lapack import dposv as _dposv
 
 
-# Rows checked by the screened steps of lawson_hanson.
+# Rows checked by the screened steps of lawson_hanson (CASP, 200
+# iterations: 27% of the host steps screened with 256 rows, 53% with
+# 2048; the host projections 6.4 s -> 5.0 s).
 _SCREEN_ROWS = 2048
 
 
@@ -231,7 +233,7 @@ def lawson_hanson(Ut, s, p, rows, tol, stop_below=None, row_norms=None,
         A = np.zeros((0, k))
     z = p + mu @ A
     screening = row_norms is not None and Ut.shape[0] > 4 * screen
-    ref, tau = None, 0.0
+    ref, tau, cand, K_cand = None, 0.0, None, None
     for _ in range(5 * k + 20):
         if stop_below is not None and np.linalg.norm(z) <= stop_below:
             return None, R
