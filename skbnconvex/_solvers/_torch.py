@@ -285,14 +285,24 @@ class _Problem:
         """Return ``F`` (n, C) for blocks ``W`` (C, 2, m, k) on patterns ``Dt``.
 
         ``F[:, c] = sum_i D_i U' w_i = rowsum(U' * (D^T W_c))``: one
-        ``(n, m) x (m, k)`` product, no ``(m, n)`` temporary.
+        ``(n, m) x (m, C k)`` product for all outputs (C products with
+        ``k`` columns each read ``D`` again: letter's 26 outputs, 300
+        patterns, 2.2 times the time), no ``(m, n)`` temporary.
         """
-        Wd = W[:, 0] - W[:, 1]  # (C, m, k)
-        return ((Dt.T @ Wd) * self.Ut).sum(-1).T
+        C, _, m, k = W.shape
+        Wd = (W[:, 0] - W[:, 1]).transpose(0, 1).reshape(m, C * k)
+        G = (Dt.T @ Wd).view(-1, C, k)  # (n, C, k)
+        return (G * self.Ut[:, None, :]).sum(-1)
 
     def grad_blocks(self, r, Dt):
-        """Gradient ``+-U'^T D_i r_c`` of the loss in the blocks, (C, 2, m, k)."""
-        gp = Dt @ (r.T[:, :, None] * self.Ut)  # (C, m, k)
+        """Gradient ``+-U'^T D_i r_c`` of the loss in the blocks, (C, 2, m, k).
+
+        One ``(m, n) x (n, C k)`` product for all outputs (see predict).
+        """
+        n, C = r.shape
+        k = self.Ut.shape[1]
+        X = (r[:, :, None] * self.Ut[:, None, :]).reshape(n, C * k)
+        gp = (Dt @ X).view(-1, C, k).transpose(0, 1)  # (C, m, k)
         return torch.stack((gp, -gp), dim=1)
 
     def loss_value(self, F):
