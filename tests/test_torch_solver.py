@@ -442,3 +442,26 @@ def test_host_lawson_hanson_matches_a_qp_solver(screen):
             continue  # a zero projection: every threshold stops it
         zs, _ = lawson_hanson(prog.Ut, S[:, i], q, [], 1e-12, 0.99 * nq)
         np.testing.assert_allclose(zs, ref_q, atol=1e-7 * np.linalg.norm(q))
+
+
+def test_predictions_and_gradients_of_several_outputs_match_the_program():
+    """The solver's one-product predictions and gradients, several outputs.
+
+    Against the NumPy prediction of :class:`ConvexProgram` and a
+    per-output, per-pattern evaluation of ``U'^T D_i r_c``.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n_outputs=4, n=50, d=4, P=30, seed=5)
+    rng = np.random.default_rng(0)
+    Wp, Wn = (rng.standard_normal((4, 30, prog.k)) for _ in range(2))
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    W = torch.as_tensor(np.stack((Wp, Wn), axis=1))
+    F = prob.predict(W, prob.Dt).numpy()
+    np.testing.assert_allclose(F, prog.predict(Wp, Wn), rtol=1e-12, atol=1e-12)
+    r = rng.standard_normal((50, 4))
+    G = prob.grad_blocks(torch.as_tensor(r), prob.Dt).numpy()
+    ref = np.array([[prog.Ut.T @ (prog.D[:, i] * r[:, c]) for i in range(30)]
+                    for c in range(4)])
+    np.testing.assert_allclose(G[:, 0], ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(G[:, 1], -ref, rtol=1e-12, atol=1e-12)
