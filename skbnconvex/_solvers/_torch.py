@@ -165,7 +165,9 @@ _NUMPY_MAX_ENTRIES = 2**21
 # On the CPU, passes over (blocks, n) temporaries of the projections run in
 # chunks of blocks of at most this many entries, which stay in cache
 # (200 blocks of CASP's 45 730 rows, two threads: the prox's first bound
-# 109 ms -> 29 ms, the projection's check 45 ms -> 9 ms per pass).
+# 109 ms -> 29 ms, the projection's check 45 ms -> 9 ms per pass) and keep
+# the memory of large batches bounded (letter at alpha = 100, 26 outputs:
+# peak 9.0 GB before, 1.6 GB after).
 _CACHE_ENTRIES = 2**18
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
