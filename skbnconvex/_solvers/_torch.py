@@ -378,6 +378,8 @@ class _Faces:
         # a cold start takes a few times k (rows enter and leave), a warm
         # start a few steps.
         self.steps = 5 * k + 20
+        # Blocks left to the host when a batched projection is slow.
+        self.host_tail = _HOST_TAIL if n * k <= _HOST_TAIL_MAX_WORK else 0
         self.use_numpy = _NUMPY_ON_CPU and prob.device.type == "cpu"
         # The dual multipliers of the last bound refinement of every block
         # (see refine), where they fit.
@@ -385,11 +387,6 @@ class _Faces:
         if nb * n <= _MULTIPLIER_ENTRIES:
             self.nu = torch.zeros((nb, n), dtype=torch.float32, device=prob.device)
             self.row_norms = torch.linalg.vector_norm(prob.Ut, dim=1).float()
-
-    def _host_tail(self):
-        """Blocks left to the host when a batched projection is slow."""
-        work = self.n * self.prob.Ut.shape[1]
-        return _HOST_TAIL if work <= _HOST_TAIL_MAX_WORK else 0
 
     def rows(self, g):
         """Active rows of block ``g`` (a list)."""
@@ -462,7 +459,7 @@ class _Faces:
         X = self.X.numpy()[g] * V
         out, ub, nrm = batched_lawson_hanson(
             prob.Ut.numpy(), prob.St.numpy()[g % self.P], Z.numpy(), R, V, X,
-            max_steps, prob.feas_tol, stop_below, self._host_tail(),
+            max_steps, prob.feas_tol, stop_below, self.host_tail,
         )
         # Canonical (sorted) faces, remembered for the next projection.
         perm = np.argsort(np.where(V, R, self.n), axis=1, kind="stable")
@@ -548,7 +545,7 @@ class _Faces:
             # degenerate) are left to the exact fallback.
             keep = ~done & ~failed & (add | ~positive)
             act = act[keep]
-            if len(act) <= self._host_tail():
+            if len(act) <= self.host_tail:
                 # A few slow blocks are cheaper one by one on the host (see
                 # project_exact) than with the fixed cost of a batched step.
                 break
