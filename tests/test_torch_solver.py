@@ -465,3 +465,45 @@ def test_predictions_and_gradients_of_several_outputs_match_the_program():
                     for c in range(4)])
     np.testing.assert_allclose(G[:, 0], ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(G[:, 1], -ref, rtol=1e-12, atol=1e-12)
+
+
+def test_prox_bounds_remembered_from_earlier_points_are_safe(monkeypatch):
+    """The prox of ``t ||.|| + cone`` against Clarabel's projections.
+
+    At a first point, then at points where the bound remembered from the
+    first one decides blocks: the same point with the step halved (the
+    same point ``(beta / t) p`` of the gradients: every block zero at the
+    first call is decided without another bound), and the first point
+    stretched by 1.5 (blocks just below the threshold become non-zero;
+    a bound that ignored how far the point moved would keep them zero).
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=60, d=5, P=12, seed=13)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    P, k = prog.n_patterns, prog.k
+    gidx = torch.arange(2 * P)
+    S = np.where(prog.D, 1.0, -1.0)
+    Z0 = np.random.default_rng(2).standard_normal((2 * P, k))
+    proj = np.array(
+        [_qp_projection(S[:, g % P, None] * prog.Ut, Z0[g]) for g in range(2 * P)]
+    )
+    pn = np.linalg.norm(proj, axis=1)
+    t = float(np.median(pn[pn > 1e-6]))
+    reached = []
+    face_bound = faces.face_bound
+    monkeypatch.setattr(
+        faces, "face_bound", lambda g, Z: reached.append(g.clone()) or face_bound(g, Z)
+    )
+    for c, tc in ((1.0, t), (0.5, 0.5 * t), (1.5, t)):
+        reached.clear()
+        out = faces.prox(gidx, torch.as_tensor(c * Z0), tc).numpy()
+        shrink = np.clip(1.0 - tc / np.maximum(c * pn, 1e-300), 0.0, None)
+        np.testing.assert_allclose(out, shrink[:, None] * c * proj, atol=1e-8)
+        seen = torch.cat(reached).numpy() if reached else np.array([], int)
+        if c == 0.5:
+            assert set(seen) <= set(np.flatnonzero(pn > t))
+        if c == 1.5:
+            newly = (pn > t / 1.5) & (pn <= t)
+            assert newly.any() and set(np.flatnonzero(newly)) <= set(seen)

@@ -373,6 +373,12 @@ class _Faces:
         # upper bounds of later projections (see face_bound).
         self.X = torch.zeros((nb, k), dtype=prob.dtype, device=prob.device)
         self.Pn = torch.ones(nb, dtype=prob.dtype, device=prob.device)
+        # The last point ``q0 = L p`` at which the prox bounded a block's
+        # projection, and that bound ``b0 >= ||P_C(q0)||``: projections are
+        # non-expansive, so ``||P_C(q)|| <= b0 + ||q - q0||`` for every q
+        # (see prox).
+        self.Q0 = torch.zeros((nb, k), dtype=prob.dtype, device=prob.device)
+        self.B0 = torch.full((nb,), np.inf, dtype=prob.dtype, device=prob.device)
         self.n_host = 0
         # Steps of the batched active-set method before the exact fallback:
         # a cold start takes a few times k (rows enter and leave), a warm
@@ -613,10 +619,20 @@ class _Faces:
         return out, ub
 
     def prox(self, gidx, Z, t):
-        """``prox`` of ``t ||.|| + indicator of the cone`` on blocks ``gidx``."""
+        """``prox`` of ``t ||.|| + indicator of the cone`` on blocks ``gidx``.
+
+        The block is zero where ``||P_C(p)|| <= t``, decided by the cheapest
+        upper bound that shows it: ``||p||``; the bound remembered from an
+        earlier point, ``||P_C(q)|| <= b0 + ||q - q0||`` in the scale
+        ``q = (beta / t) p`` of the gradients, which does not change with the
+        step (zero blocks of a converging iterate: ``q = -grad``, which moves
+        little from one iteration to the next); the remembered multipliers
+        (``O(k^2)``); ``mu = (-K p)_+`` (``O(n k)``); the exact projection.
+        """
         flat = Z.reshape(-1, Z.shape[-1])
         nrm = torch.linalg.vector_norm(flat, dim=-1)
         out = torch.zeros_like(flat)
+        scale = self.prob.beta / t
         # ||P_C(p)|| <= ||p + K^T mu|| for every mu >= 0 (Moreau), e.g.
         # mu = 0, the remembered multipliers, or mu = (-K p)_+: blocks where
         # one of them is at most t are zero, and so are those whose
@@ -624,21 +640,39 @@ class _Faces:
         # when K^T K = I, which spectral weighting breaks.)
         idx = (nrm > t).nonzero()[:, 0]
         if len(idx):
-            idx = idx[self.face_bound(gidx[idx], flat[idx]) > t]
-        if len(idx):
-            Ut, pat, p = self.prob.Ut, gidx[idx] % self.P, flat[idx]
+            g, q = gidx[idx], flat[idx] * scale
+            moved = torch.linalg.vector_norm(q - self.Q0[g], dim=-1)
+            idx = idx[self.B0[g] + moved > self.prob.beta]
+        # The bounds found here are remembered for the next calls; ``pos``
+        # locates the blocks still undecided among those seen.
+        seen, best = idx, nrm[idx]
+        pos = torch.arange(len(seen), device=Z.device)
+        if len(pos):
+            fb = self.face_bound(gidx[seen], flat[seen])
+            best = torch.minimum(best, fb)
+            pos = pos[fb > t]
+        if len(pos):
+            Ut, idx = self.prob.Ut, seen[pos]
+            pat, p = gidx[idx] % self.P, flat[idx]
             qn = torch.empty(len(idx), dtype=Z.dtype, device=Z.device)
             for sl in _block_chunks(len(idx), self.n, Z.device):
                 S = self.prob.St[pat[sl]]
                 nu = (p[sl] @ Ut.T).mul_(S).neg_().clamp_(min=0).mul_(S)  # S mu
                 qn[sl] = torch.linalg.vector_norm(p[sl] + nu @ Ut, dim=-1)
-            idx = idx[qn > t]
-        if len(idx):
-            Pi, _ = self.project_exact(gidx[idx], flat[idx], self.steps, stop_below=t)
+            best[pos] = torch.minimum(best[pos], qn)
+            pos = pos[qn > t]
+        if len(pos):
+            idx = seen[pos]
+            Pi, ub = self.project_exact(gidx[idx], flat[idx], self.steps, stop_below=t)
+            best[pos] = torch.minimum(best[pos], ub)
             Pi = torch.nan_to_num(Pi, nan=0.0)
             pn = torch.linalg.vector_norm(Pi, dim=-1, keepdim=True)
             shrink = (1.0 - t / pn.clamp(min=torch.finfo(Z.dtype).tiny)).clamp(min=0)
             out[idx] = Pi * shrink
+        if len(seen):
+            g = gidx[seen]
+            self.Q0[g] = flat[seen] * scale
+            self.B0[g] = best * scale
         return out.view_as(Z)
 
     def refine(self, gidx, g, bound, below=None):
