@@ -444,15 +444,21 @@ def test_host_lawson_hanson_matches_a_qp_solver(screen):
         np.testing.assert_allclose(zs, ref_q, atol=1e-7 * np.linalg.norm(q))
 
 
-def test_predictions_and_gradients_of_several_outputs_match_the_program():
+@pytest.mark.parametrize("chunked", [False, True])
+def test_predictions_and_gradients_of_several_outputs_match_the_program(
+    chunked, monkeypatch
+):
     """The solver's one-product predictions and gradients, several outputs.
 
     Against the NumPy prediction of :class:`ConvexProgram` and a
-    per-output, per-pattern evaluation of ``U'^T D_i r_c``.
+    per-output, per-pattern evaluation of ``U'^T D_i r_c``; also in chunks
+    of 7 rows (the last one shorter), as on the CPU at large ``n``.
     """
     from skbnconvex._solvers import _torch as T
 
     prog = _program("squared", n_outputs=4, n=50, d=4, P=30, seed=5)
+    if chunked:
+        monkeypatch.setattr(T, "_CACHE_ENTRIES", 7 * 4 * prog.k)
     rng = np.random.default_rng(0)
     Wp, Wn = (rng.standard_normal((4, 30, prog.k)) for _ in range(2))
     prob = T._Problem(prog, torch.device("cpu"), torch.float64)

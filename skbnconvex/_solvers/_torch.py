@@ -289,22 +289,32 @@ class _Problem:
         ``F[:, c] = sum_i D_i U' w_i = rowsum(U' * (D^T W_c))``: one
         ``(n, m) x (m, C k)`` product for all outputs (C products with
         ``k`` columns each read ``D`` again: letter's 26 outputs, 300
-        patterns, 2.2 times the time), no ``(m, n)`` temporary.
+        patterns, 2.2 times the time), no ``(m, n)`` temporary. On the CPU
+        it runs in chunks of rows, so that the ``(rows, C k)`` products stay
+        in cache for the row sums (letter's shape, 160 patterns: 69 ms ->
+        25 ms).
         """
         C, _, m, k = W.shape
         Wd = (W[:, 0] - W[:, 1]).transpose(0, 1).reshape(m, C * k)
-        G = (Dt.T @ Wd).view(-1, C, k)  # (n, C, k)
-        return (G * self.Ut[:, None, :]).sum(-1)
+        F = torch.empty((Dt.shape[1], C), dtype=W.dtype, device=W.device)
+        for sl in _block_chunks(Dt.shape[1], C * k, W.device):
+            G = (Dt[:, sl].T @ Wd).view(-1, C, k)  # (rows, C, k)
+            torch.sum(G.mul_(self.Ut[sl, None, :]), dim=-1, out=F[sl])
+        return F
 
     def grad_blocks(self, r, Dt):
         """Gradient ``+-U'^T D_i r_c`` of the loss in the blocks, (C, 2, m, k).
 
-        One ``(m, n) x (n, C k)`` product for all outputs (see predict).
+        One ``(m, n) x (n, C k)`` product for all outputs (see predict),
+        accumulated over chunks of rows on the CPU.
         """
         n, C = r.shape
         k = self.Ut.shape[1]
-        X = (r[:, :, None] * self.Ut[:, None, :]).reshape(n, C * k)
-        gp = (Dt @ X).view(-1, C, k).transpose(0, 1)  # (C, m, k)
+        gp = torch.zeros((Dt.shape[0], C * k), dtype=r.dtype, device=r.device)
+        for sl in _block_chunks(n, C * k, r.device):
+            X = (r[sl, :, None] * self.Ut[sl, None, :]).reshape(-1, C * k)
+            gp.addmm_(Dt[:, sl], X)
+        gp = gp.view(-1, C, k).transpose(0, 1)  # (C, m, k)
         return torch.stack((gp, -gp), dim=1)
 
     def loss_value(self, F):
