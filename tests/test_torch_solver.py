@@ -513,3 +513,42 @@ def test_prox_bounds_remembered_from_earlier_points_are_safe(monkeypatch):
         if c == 1.5:
             newly = (pn > t / 1.5) & (pn <= t)
             assert newly.any() and set(np.flatnonzero(newly)) <= set(seen)
+
+
+def test_dual_bounds_remembered_from_earlier_points_are_upper_bounds():
+    """The certificates' bounds of ``||P_C(g_b)||`` with remembered bounds.
+
+    Against Clarabel's projections: upper bounds at a first point (the
+    values around beta, where the bounds decide), at the same point again
+    (the remembered bounds, as tight as before) and at the point stretched
+    by 1.5 (a bound that ignored how far the point moved would be below
+    the projection there).
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=60, d=5, P=12, seed=14)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    P, k = prog.n_patterns, prog.k
+    gidx = torch.arange(2 * P)
+    S = np.where(prog.D, 1.0, -1.0)
+    rng = np.random.default_rng(3)
+    G0 = rng.standard_normal((2 * P, k))
+    proj = np.array(
+        [_qp_projection(S[:, g % P, None] * prog.Ut, G0[g]) for g in range(2 * P)]
+    )
+    pn = np.linalg.norm(proj, axis=1)
+    # Projection norms between 0.5 and 1.2 beta (projections are positively
+    # homogeneous); rows with a zero projection stay as drawn.
+    u = rng.uniform(0.5, 1.2, 2 * P)
+    scale = np.where(pn > 1e-6, prob.beta * u / np.maximum(pn, 1e-300), 1.0)
+    G0, pn = G0 * scale[:, None], pn * scale
+    previous = None
+    for c in (1.0, 1.0, 1.5):
+        bound, _ = faces.dual_norms(gidx, torch.as_tensor(c * G0))
+        bound = bound.numpy()
+        assert (bound >= c * pn * (1 - 1e-7) - 1e-12).all()  # Clarabel: ~1e-8
+        if c == 1.0 and previous is not None:
+            assert (bound <= previous * (1 + 1e-12)).all()
+        previous = bound
+    assert ((pn < prob.beta) & (1.5 * pn > prob.beta)).sum() >= 3

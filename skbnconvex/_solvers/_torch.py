@@ -34,9 +34,12 @@ Method
    stop changing and a projection is one step. The few blocks that need
    many steps finish one by one on the host in float64. The norms of the
    Lawson-Hanson iterates decrease, so a block can stop as soon as its norm
-   is below the prox threshold (it is then zero); before that, the
-   remembered multipliers bound ``\|\Pi_C(p)\|`` in ``O(k^2)`` and discard
-   most zero blocks without touching the ``n`` rows. On the CPU the
+   is below the prox threshold (it is then zero); before that, two
+   remembered bounds discard most zero blocks without touching the ``n``
+   rows: the block's bound at the last point ``q_0`` where the prox
+   bounded it, since projections are non-expansive
+   (``\|\Pi_C(q)\| \le \|\Pi_C(q_0)\| + \|q - q_0\|``, ``O(k)``), and its
+   last multipliers (``O(k^2)``). On the CPU the
    batched steps run in NumPy (:mod:`._lawson_hanson`), where the fixed
    cost of a small operation is lower than torch's.
 
@@ -573,6 +576,17 @@ class _Faces:
         self.Pn[gidx] = nrm
         return out, ub
 
+    def moved_bound(self, gidx, Q):
+        """Upper bounds of ``||P_C(Q_b)||`` from a bound at an earlier point.
+
+        ``Q`` in the scale of the gradients (the prox's ``(beta / t) p``,
+        the dual vectors of the certificates). Projections are
+        non-expansive: ``||P_C(q)|| <= ||P_C(q_0)|| + ||q - q_0|| <= b_0 +
+        ||q - q_0||`` for the last point ``q_0`` where the block was
+        bounded and its bound ``b_0`` (infinite before). ``O(k)`` a block.
+        """
+        return self.B0[gidx] + torch.linalg.vector_norm(Q - self.Q0[gidx], dim=-1)
+
     def face_bound(self, gidx, Z):
         """Cheap upper bounds of ``||P_C(Z_b)||`` from remembered multipliers.
 
@@ -650,9 +664,7 @@ class _Faces:
         # when K^T K = I, which spectral weighting breaks.)
         idx = (nrm > t).nonzero()[:, 0]
         if len(idx):
-            g, q = gidx[idx], flat[idx] * scale
-            moved = torch.linalg.vector_norm(q - self.Q0[g], dim=-1)
-            idx = idx[self.B0[g] + moved > self.prob.beta]
+            idx = idx[self.moved_bound(gidx[idx], flat[idx] * scale) > self.prob.beta]
         # The bounds found here are remembered for the next calls; ``pos``
         # locates the blocks still undecided among those seen.
         seen, best = idx, nrm[idx]
@@ -748,7 +760,9 @@ class _Faces:
         idx = cand.nonzero()[:, 0]
         if len(idx) == 0:
             return bound, known
-        bound[idx] = torch.minimum(bound[idx], self.face_bound(gidx[idx], g[idx]))
+        seen, gs = idx, g[idx]
+        cheap = torch.minimum(self.face_bound(gidx[idx], gs), self.moved_bound(gidx[idx], gs))
+        bound[idx] = torch.minimum(bound[idx], cheap)
         idx = idx[bound[idx] > known]
         refine_all = len(idx) * self.n <= _REFINE_ALL_ENTRIES
         if refine_all:
@@ -780,6 +794,9 @@ class _Faces:
                 # Later batches in the order of the improved bounds.
                 rest = idx[start:]
                 idx = torch.cat((idx[:start], rest[torch.argsort(bound[rest], descending=True)]))
+        # For the prox and the next checks (see moved_bound).
+        self.Q0[gidx[seen]] = g[seen]
+        self.B0[gidx[seen]] = bound[seen]
         return bound, known
 
 
