@@ -733,8 +733,10 @@ class _Faces:
     ):
         """Upper bounds of ``||P_C(g_b)||`` for blocks ``gidx``, rows of ``g``.
 
-        Starts from ``||g_b||`` and the remembered multipliers
-        (:meth:`face_bound`); then, in decreasing order of the bounds and
+        Starts from ``||g_b||``, the remembered multipliers
+        (:meth:`face_bound`) and the bound remembered at an earlier point
+        (:meth:`moved_bound`, which the final bounds update); then, in
+        decreasing order of the bounds and
         in batches, tightens them by :meth:`refine` (all at once
         when they are few, ``_REFINE_ALL_ENTRIES``) and replaces those still
         above both beta and the largest value known by the exact value
@@ -760,8 +762,8 @@ class _Faces:
         idx = cand.nonzero()[:, 0]
         if len(idx) == 0:
             return bound, known
-        seen, gs = idx, g[idx]
-        cheap = torch.minimum(self.face_bound(gidx[idx], gs), self.moved_bound(gidx[idx], gs))
+        seen, gs, gi = idx, g[idx], gidx[idx]
+        cheap = torch.minimum(self.face_bound(gi, gs), self.moved_bound(gi, gs))
         bound[idx] = torch.minimum(bound[idx], cheap)
         idx = idx[bound[idx] > known]
         refine_all = len(idx) * self.n <= _REFINE_ALL_ENTRIES
