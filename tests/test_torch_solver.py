@@ -473,6 +473,21 @@ def test_predictions_and_gradients_of_several_outputs_match_the_program(
     np.testing.assert_allclose(G[:, 1], -ref, rtol=1e-12, atol=1e-12)
 
 
+def _faces_and_projections(seed, point_seed):
+    """Faces of a 24-block program, random points and Clarabel's projections."""
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=60, d=5, P=12, seed=seed)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    P = prog.n_patterns
+    S = np.where(prog.D, 1.0, -1.0)
+    Z = np.random.default_rng(point_seed).standard_normal((2 * P, prog.k))
+    proj = np.array(
+        [_qp_projection(S[:, g % P, None] * prog.Ut, Z[g]) for g in range(2 * P)]
+    )
+    return prob, T._Faces(prob, 1), torch.arange(2 * P), Z, proj
+
+
 def test_prox_bounds_remembered_from_earlier_points_are_safe(monkeypatch):
     """The prox of ``t ||.|| + cone`` against Clarabel's projections.
 
@@ -483,18 +498,7 @@ def test_prox_bounds_remembered_from_earlier_points_are_safe(monkeypatch):
     stretched by 1.5 (blocks just below the threshold become non-zero;
     a bound that ignored how far the point moved would keep them zero).
     """
-    from skbnconvex._solvers import _torch as T
-
-    prog = _program("squared", n=60, d=5, P=12, seed=13)
-    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
-    faces = T._Faces(prob, 1)
-    P, k = prog.n_patterns, prog.k
-    gidx = torch.arange(2 * P)
-    S = np.where(prog.D, 1.0, -1.0)
-    Z0 = np.random.default_rng(2).standard_normal((2 * P, k))
-    proj = np.array(
-        [_qp_projection(S[:, g % P, None] * prog.Ut, Z0[g]) for g in range(2 * P)]
-    )
+    prob, faces, gidx, Z0, proj = _faces_and_projections(seed=13, point_seed=2)
     pn = np.linalg.norm(proj, axis=1)
     t = float(np.median(pn[pn > 1e-6]))
     reached = []
@@ -524,23 +528,11 @@ def test_dual_bounds_remembered_from_earlier_points_are_upper_bounds():
     by 1.5 (a bound that ignored how far the point moved would be below
     the projection there).
     """
-    from skbnconvex._solvers import _torch as T
-
-    prog = _program("squared", n=60, d=5, P=12, seed=14)
-    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
-    faces = T._Faces(prob, 1)
-    P, k = prog.n_patterns, prog.k
-    gidx = torch.arange(2 * P)
-    S = np.where(prog.D, 1.0, -1.0)
-    rng = np.random.default_rng(3)
-    G0 = rng.standard_normal((2 * P, k))
-    proj = np.array(
-        [_qp_projection(S[:, g % P, None] * prog.Ut, G0[g]) for g in range(2 * P)]
-    )
+    prob, faces, gidx, G0, proj = _faces_and_projections(seed=14, point_seed=3)
     pn = np.linalg.norm(proj, axis=1)
     # Projection norms between 0.5 and 1.2 beta (projections are positively
     # homogeneous); rows with a zero projection stay as drawn.
-    u = rng.uniform(0.5, 1.2, 2 * P)
+    u = np.random.default_rng(4).uniform(0.5, 1.2, len(pn))
     scale = np.where(pn > 1e-6, prob.beta * u / np.maximum(pn, 1e-300), 1.0)
     G0, pn = G0 * scale[:, None], pn * scale
     previous = None
