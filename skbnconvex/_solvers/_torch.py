@@ -212,9 +212,11 @@ def _resolve_device(device):
 
 
 def _block_chunks(B, n, device):
-    """Slices of ``B`` blocks whose ``(blocks, n)`` passes stay in cache.
+    """Slices of ``B`` rows whose ``(rows, n)`` passes stay in cache.
 
-    One slice off the CPU, where each pass is a kernel launch.
+    Rows are blocks (the projections' passes over the data) or samples
+    (predictions and gradients, ``n = C k``). One slice off the CPU, where
+    each pass is a kernel launch.
     """
     rows = B if device.type != "cpu" else max(1, _CACHE_ENTRIES // n)
     return [slice(a, a + rows) for a in range(0, B, rows)]
@@ -587,6 +589,11 @@ class _Faces:
         """
         return self.B0[gidx] + torch.linalg.vector_norm(Q - self.Q0[gidx], dim=-1)
 
+    def remember(self, gidx, Q, bound):
+        """Keep ``bound >= ||P_C(Q_b)||`` at ``Q`` for :meth:`moved_bound`."""
+        self.Q0[gidx] = Q
+        self.B0[gidx] = bound
+
     def face_bound(self, gidx, Z):
         """Cheap upper bounds of ``||P_C(Z_b)||`` from remembered multipliers.
 
@@ -663,8 +670,10 @@ class _Faces:
         # projection stops below t. (Bounds such as ||(K p)_+|| hold only
         # when K^T K = I, which spectral weighting breaks.)
         idx = (nrm > t).nonzero()[:, 0]
+        q = flat[idx] * scale
         if len(idx):
-            idx = idx[self.moved_bound(gidx[idx], flat[idx] * scale) > self.prob.beta]
+            keep = self.moved_bound(gidx[idx], q) > self.prob.beta
+            idx, q = idx[keep], q[keep]
         # The bounds found here are remembered for the next calls; ``pos``
         # locates the blocks still undecided among those seen.
         seen, best = idx, nrm[idx]
@@ -691,10 +700,7 @@ class _Faces:
             pn = torch.linalg.vector_norm(Pi, dim=-1, keepdim=True)
             shrink = (1.0 - t / pn.clamp(min=torch.finfo(Z.dtype).tiny)).clamp(min=0)
             out[idx] = Pi * shrink
-        if len(seen):
-            g = gidx[seen]
-            self.Q0[g] = flat[seen] * scale
-            self.B0[g] = best * scale
+        self.remember(gidx[seen], q, best * scale)
         return out.view_as(Z)
 
     def refine(self, gidx, g, bound, below=None):
@@ -801,9 +807,8 @@ class _Faces:
                 # Later batches in the order of the improved bounds.
                 rest = idx[start:]
                 idx = torch.cat((idx[:start], rest[torch.argsort(bound[rest], descending=True)]))
-        # For the prox and the next checks (see moved_bound).
-        self.Q0[gidx[seen]] = g[seen]
-        self.B0[gidx[seen]] = bound[seen]
+        # For the prox and the next checks.
+        self.remember(gi, gs, bound[seen])
         return bound, known
 
 
