@@ -56,7 +56,7 @@ def nnls(A, b):
     return x, float(np.linalg.norm(A @ x - b))
 
 
-def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None):
+def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None, signs=None):
     """Project ``g`` onto ``{z : A z >= 0}`` by NNLS on growing sets of rows.
 
     The projection is ``g + A^T mu`` with ``mu >= 0`` minimising
@@ -78,6 +78,10 @@ def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None):
         Violation below which a row is taken as satisfied (round-off).
     max_add : int, default=None
         Most rows added per step.
+    signs : ndarray of shape (n,), default=None
+        Row signs: the cone's rows are then ``signs[:, None] * A`` (the
+        cones of the program, ``(2 D_i - I) U'``, without forming them:
+        at CASP's 45 730 rows that took 40% of a certificate projection).
 
     Returns
     -------
@@ -90,11 +94,14 @@ def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None):
     mu = np.zeros(A.shape[0])
     while True:
         idx = np.flatnonzero(rows)
+        A_J = A[idx] if signs is None else A[idx] * signs[idx, None]
         mu[:] = 0.0
         if len(idx):
-            mu[idx], _ = nnls(A[idx].T, -g)
-        z = g + A[idx].T @ mu[idx]
+            mu[idx], _ = nnls(A_J.T, -g)
+        z = g + A_J.T @ mu[idx]
         Az = A @ z
+        if signs is not None:
+            Az *= signs
         new = np.flatnonzero((Az < -tol) & ~rows)
         if not len(new):
             return z, mu

@@ -133,7 +133,8 @@ class ConvexProgram:
                 u = S[j] * (self.Ut @ w)  # K w
                 if u.min() >= 0:
                     continue
-                K = S[j, :, None] * self.Ut
-                W[c, i], _ = cone_projection_on_rows(K, w, u < 1e-6 * norms[c, i])
+                W[c, i], _ = cone_projection_on_rows(
+                    self.Ut, w, u < 1e-6 * norms[c, i], signs=S[j]
+                )
             out.append(W)
         return tuple(out)

@@ -58,3 +58,35 @@ def test_regression_scipy_nnls_wrong_answer():
     x, residual = nnls(A, b)
     assert residual == pytest.approx(np.linalg.norm(A @ x - b))
     assert residual <= np.linalg.norm(b) + 1e-12
+
+
+@pytest.mark.parametrize("max_add", [None, 2])
+def test_cone_projection_on_rows_with_signs_is_the_projection(max_add):
+    """Rows given as ``signs[:, None] * A`` (not formed) or formed: both give
+    the projection onto ``{z : s_j A_j z >= 0}``, which is feasible and
+    optimal (Moreau: ``z = g + K^T mu``, ``mu >= 0``, ``mu_j K_j z = 0``,
+    so ``z - g`` is in the normal cone at ``z``)."""
+    from skbnconvex._nnls import cone_projection_on_rows
+
+    rng = np.random.default_rng(4)
+    n, k = 200, 6
+    U, _ = np.linalg.qr(rng.standard_normal((n, k)))
+    # The signs of an arrangement pattern: the cone has an interior (random
+    # signs would leave only {0}).
+    h = rng.standard_normal(k)
+    s = np.where(U @ h >= 0, 1.0, -1.0)
+    K = s[:, None] * U
+    nontrivial = 0
+    for _ in range(10):
+        g = h + rng.standard_normal(k)  # near the cone, most not in it
+        start = K @ g < 0
+        start[np.flatnonzero(start)[3:]] = False  # a few violated rows only
+        z, mu = cone_projection_on_rows(U, g, start, max_add=max_add, signs=s)
+        z_formed, _ = cone_projection_on_rows(K, g, start, max_add=max_add)
+        np.testing.assert_allclose(z, z_formed, atol=1e-12)
+        nontrivial += np.linalg.norm(z) > 1e-3
+        assert (K @ z).min() >= -1e-12
+        assert mu.min() >= 0
+        np.testing.assert_allclose(z, g + K.T @ mu, atol=1e-12)
+        assert np.abs(mu * (K @ z)).max() <= 1e-12
+    assert nontrivial >= 5  # not only projections onto {0}
