@@ -439,8 +439,11 @@ class _Scorer:
             if h not in self._seen:
                 self._seen.add(h)
                 keep.append(j)
-        D = D[:, keep]
-        return D[:, D.any(axis=0)]
+        # Empty patterns are those whose key has no bit set: one selection
+        # of columns of D and no other pass over it.
+        keep = np.asarray(keep, dtype=np.intp)
+        keep = keep[keys[keep].any(axis=1)]
+        return D[:, keep]
 
 
 def _ascent(Ut, lam, starts, n_iter):
