@@ -56,6 +56,13 @@ def nnls(A, b):
     return x, float(np.linalg.norm(A @ x - b))
 
 
+# Rows (times k) above which the rows with a zero multiplier leave the
+# NNLS problem of cone_projection_on_rows. CASP's post-fit certificate
+# (3 886 projections, k = 10): 12.7 s keeping all rows, 10.2-10.8 s at 8,
+# 11.4 s at 4 (more steps), 12.2 s dropping them at every step.
+_KEEP_ROWS = 8
+
+
 def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None, signs=None):
     """Project ``g`` onto ``{z : A z >= 0}`` by NNLS on growing sets of rows.
 
@@ -64,9 +71,12 @@ def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None, signs=None):
     cone, whose projection ``g + A_J^T mu_J`` is the projection onto the
     whole cone as soon as it satisfies the other rows: starting from
     ``rows``, the violated rows (``A z < -tol``; the ``max_add`` most
-    violated, default all) are added until none is. Only the few active
+    violated, default all) are added until none is; once the set has
+    more than ``8 k`` rows, those whose multiplier is zero leave it (the
+    projection of the subproblem is the same without them). Only a few
     rows ever enter a small NNLS problem, instead of one with ``n``
-    variables.
+    variables. The distance ``||z - g||`` grows strictly at every step
+    (the new rows cut off the last ``z``), so no set of rows recurs.
 
     Parameters
     ----------
@@ -109,4 +119,8 @@ def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None, signs=None):
             # The max_add most violated (a partition: a sort of CASP's
             # violated rows was a third of its certificate's time).
             new = new[np.argpartition(Az[new], max_add)[:max_add]]
+        # Inactive rows leave a large set: its NNLS problems stop growing
+        # with every step (see _KEEP_ROWS).
+        if len(idx) > _KEEP_ROWS * A.shape[1]:
+            rows[idx[mu[idx] <= 0]] = False
         rows[new] = True

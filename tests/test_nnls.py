@@ -60,13 +60,20 @@ def test_regression_scipy_nnls_wrong_answer():
     assert residual <= np.linalg.norm(b) + 1e-12
 
 
+@pytest.mark.parametrize("keep_rows", [1, 8])
 @pytest.mark.parametrize("max_add", [None, 2])
-def test_cone_projection_on_rows_with_signs_is_the_projection(max_add):
+def test_cone_projection_on_rows_with_signs_is_the_projection(
+    max_add, keep_rows, monkeypatch
+):
     """Rows given as ``signs[:, None] * A`` (not formed) or formed: both give
     the projection onto ``{z : s_j A_j z >= 0}``, which is feasible and
     optimal (Moreau: ``z = g + K^T mu``, ``mu >= 0``, ``mu_j K_j z = 0``,
-    so ``z - g`` is in the normal cone at ``z``)."""
+    so ``z - g`` is in the normal cone at ``z``); also where inactive rows
+    leave the row set at almost every step (``keep_rows=1``)."""
+    from skbnconvex import _nnls
     from skbnconvex._nnls import cone_projection_on_rows
+
+    monkeypatch.setattr(_nnls, "_KEEP_ROWS", keep_rows)
 
     rng = np.random.default_rng(4)
     n, k = 200, 6
