@@ -70,6 +70,8 @@ EXACT_MAX_PATTERNS = 100_000
 
 # Largest temporaries of the cheap bounds (entries).
 _CHUNK_ENTRIES = 2**24
+# ... and their slices that stay in cache (entries; 2^16 to 2^22 timed).
+_CACHE_ENTRIES = 2**20
 # Projected-gradient steps that tighten the candidates' upper bounds.
 _REFINE_STEPS = 24
 # Most rows whose half-spaces give the cheap bounds (_upper_bounds).
@@ -265,21 +267,29 @@ def _upper_bounds(Ut, D, lam):
     Ut_unit = Uc / np.where(row_norm > 0, row_norm, np.inf)[:, None]
     ub = np.empty((C, 2, P))
     G = np.empty((C, P, k))
+    # Columns lam_c * U' of all outputs side by side: one product reads a
+    # chunk of D once for all outputs. With the slices below: letter's
+    # shape (16 000 rows, 26 outputs, 2 000 candidates) 1.2 s -> 0.7 s.
+    UL = (lam[:, :, None] * Ut[:, None, :]).reshape(n, C * k)
     cols = max(1, _CHUNK_ENTRIES // n)
     for a in range(0, P, cols):
         sl = slice(a, a + cols)
         Df = D[:, sl].astype(np.float64)
         S = 2.0 * Df[::stride] - 1.0  # row j of A is (2 D_j - 1) u_j
-        for c in range(C):
-            Gc = (Ut * lam[:, c, None]).T @ Df  # (k, chunk): Ut^T D_p lam_c
-            G[c, sl] = Gc.T
-            AG = S * (Ut_unit @ Gc)  # a_j^T g / ||a_j||
-            sq = np.einsum("kp,kp->p", Gc, Gc)
-            # For +g the violated rows have AG < 0; for -g, AG > 0.
-            cut_plus = np.minimum(AG.min(axis=0), 0.0) ** 2
-            cut_minus = np.maximum(AG.max(axis=0), 0.0) ** 2
-            ub[c, 0, sl] = np.sqrt(np.maximum(sq - cut_plus, 0.0))
-            ub[c, 1, sl] = np.sqrt(np.maximum(sq - cut_minus, 0.0))
+        GC = (UL.T @ Df).reshape(C, k, -1)  # Ut^T D_p lam_c
+        G[:, sl] = GC.transpose(0, 2, 1)
+        sq = np.einsum("ckp,ckp->cp", GC, GC)
+        cut = np.empty((C, 2, GC.shape[2]))
+        # The (cut rows, columns) products in slices that stay in cache.
+        sub = max(1, _CACHE_ENTRIES // S.shape[0])
+        for b in range(0, GC.shape[2], sub):
+            ss = slice(b, b + sub)
+            for c in range(C):
+                AG = S[:, ss] * (Ut_unit @ GC[c, :, ss])  # a_j^T g / ||a_j||
+                # For +g the violated rows have AG < 0; for -g, AG > 0.
+                cut[c, 0, ss] = np.minimum(AG.min(axis=0), 0.0)
+                cut[c, 1, ss] = np.maximum(AG.max(axis=0), 0.0)
+        ub[:, :, sl] = np.sqrt(np.maximum(sq[:, None, :] - cut**2, 0.0))
     return ub, G
 
 

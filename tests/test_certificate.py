@@ -173,7 +173,8 @@ def test_search_mode_bounds_the_exact_maximum(n_outputs, refine, monkeypatch):
 
 
 def test_cheap_bounds_in_chunks(monkeypatch):
-    """The memory-capped chunks of the cheap bounds change nothing."""
+    """The memory-capped chunks (and their cached slices) of the cheap
+    bounds change nothing."""
     import skbnconvex._certificate as cert
 
     rng = np.random.default_rng(5)
@@ -183,6 +184,7 @@ def test_cheap_bounds_in_chunks(monkeypatch):
     lam = rng.standard_normal((n, C))
     ub, G = cert._upper_bounds(Ut, D, lam)
     monkeypatch.setattr(cert, "_CHUNK_ENTRIES", 4 * n * C)  # 4 patterns a chunk
+    monkeypatch.setattr(cert, "_CACHE_ENTRIES", 2 * n)  # slices of 2 patterns
     ub_c, G_c = cert._upper_bounds(Ut, D, lam)
     np.testing.assert_allclose(ub_c, ub, rtol=1e-13)
     np.testing.assert_allclose(G_c, G, rtol=1e-13)
