@@ -180,6 +180,12 @@ _L_SHRINK = 0.9
 # float64. Letter's shape (16 000 rows, 26 outputs, 320 patterns): a
 # prediction 46 -> 26 ms, a gradient 44 -> 25 ms.
 _FAST_TARGET = 1e-3
+# ... for programs with at least this many outputs, whose products are
+# C k columns wide: there they are the larger part of an iteration
+# (letter, 26 outputs: solve 107.5 -> 90.7 s). With one output they are not
+# and the float32 paths took more iterations (CASP: 740-855 instead of 730,
+# 60-72 s instead of 61 s).
+_FAST_MIN_OUTPUTS = 2
 # Slack of the sufficient-decrease test with float32 products, relative to
 # the loss (1e-12 in float64). Letter at alpha = 100: 1e-9 and 1e-6 gave
 # 706 and 723 iterations (671 in float64), the paths the same up to the
@@ -344,9 +350,10 @@ class _Problem:
     def fast_products(self, Dt):
         """``(Dt, Ut)`` in float32 for FISTA's products, or None.
 
-        Only for a float64 solve (see ``_FAST_TARGET``); ``Ut`` is cached.
+        Only for a float64 solve of several outputs (see ``_FAST_TARGET``
+        and ``_FAST_MIN_OUTPUTS``); ``Ut`` is cached.
         """
-        if self.dtype != torch.float64:
+        if self.dtype != torch.float64 or self.Y.shape[1] < _FAST_MIN_OUTPUTS:
             return None
         if self._Ut32 is None:
             self._Ut32 = self.Ut.float()
