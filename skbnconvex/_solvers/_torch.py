@@ -168,9 +168,8 @@ _NUMPY_MAX_ENTRIES = 2**21
 # On the CPU, passes over (blocks, n) temporaries of the projections run in
 # chunks of blocks of at most this many entries, which stay in cache
 # (200 blocks of CASP's 45 730 rows, two threads: the projection's check
-# 45 ms -> 9 ms per pass) and keep
-# the memory of large batches bounded (letter at alpha = 100, 26 outputs:
-# peak 9.0 GB before, 1.6 GB after).
+# 45 ms -> 9 ms per pass) and keep the memory of large batches bounded
+# (letter at alpha = 100, 26 outputs: peak 9.0 GB before, 1.6 GB after).
 _CACHE_ENTRIES = 2**18
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
@@ -183,8 +182,8 @@ _FAST_TARGET = 1e-3
 # ... for programs with at least this many outputs, whose products are
 # C k columns wide: there they are the larger part of an iteration
 # (letter, 26 outputs: solve 107.5 -> 90.7 s). With one output they are not
-# and the float32 paths took more iterations (CASP: 740-855 instead of 730,
-# 60-72 s instead of 61 s).
+# and the float32 paths took more iterations (CASP, four runs: 740-855
+# iterations instead of 730, fit 60-72 s against 60-65 s).
 _FAST_MIN_OUTPUTS = 2
 # Slack of the sufficient-decrease test with float32 products, relative to
 # the loss (1e-12 in float64). Letter at alpha = 100: 1e-9 and 1e-6 gave
@@ -711,8 +710,8 @@ class _Faces:
         # ||P_C(p)|| <= ||p + K^T mu|| for every mu >= 0 (Moreau), e.g.
         # mu = 0 or the remembered multipliers: blocks where one of them is
         # at most t are zero, and so are those whose projection stops
-        # below t. (Bounds such as ||(K p)_+|| hold only
-        # when K^T K = I, which spectral weighting breaks.)
+        # below t. (Bounds such as ||(K p)_+|| hold only when K^T K = I,
+        # which spectral weighting breaks.)
         idx = (nrm > t).nonzero()[:, 0]
         q = flat[idx] * scale
         if len(idx):
@@ -1470,7 +1469,10 @@ def solve_torch(
     device : str or torch.device, default="cpu"
         Where to compute: ``"cpu"`` or ``"cuda"``.
     dtype : torch.dtype, default=None
-        ``torch.float64`` (default) or ``torch.float32``.
+        ``torch.float64`` (default) or ``torch.float32``. A float64 solve
+        of several outputs runs FISTA's products with the data in float32
+        while a working set's target is loose (relative gap ``>= 1e-3``);
+        its full checks, which decide convergence, stay in float64.
     verbose : bool, default=False
         Show a progress bar over the iterations with the objective and the
         relative duality gap.
