@@ -455,6 +455,66 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     assert (n_ref <= ub * (1 + 10 * rtol) + 1e-9).all()
 
 
+def test_float32_row_check_decides_like_float64(monkeypatch):
+    """The projections' pass over the rows in float32 decides exactly.
+
+    ``_Faces._min_row`` (a float64 problem on the CPU) against the float64
+    scan: a violated row that float32 finds is returned with its float64
+    value; where float32 rounding (made adversarial here, within the error
+    bound the check assumes) shows a row that is not violated as the
+    smallest and hides a violated one, the float64 scan finds it; passive
+    rows are skipped.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog = _program("squared", n=60, d=5, P=4, seed=3)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    n, k = prob.Ut.shape
+    rng = np.random.default_rng(0)
+    # Rows well inside the half-space of z = e_1, except rows b and c.
+    U = rng.standard_normal((n, k))
+    U[:, 0] = np.abs(U[:, 0]) + 0.1
+    b, c = 7, 23
+    U[b], U[c] = 0.0, 0.0
+    U[b, 0], U[b, 1] = -1e-9, 1.0  # violated by 1e-9
+    U[c, 0], U[c, 2] = 1e-12, 1.0  # not violated
+    prob.Ut = torch.as_tensor(U)
+    prob.St = torch.ones((prog.n_patterns, n), dtype=torch.float64)
+    z = torch.zeros((1, k), dtype=torch.float64)
+    z[0, 0] = 1.0
+    pat = torch.zeros(1, dtype=torch.long)
+    R = torch.zeros((1, k), dtype=torch.long)
+    V = torch.zeros((1, k), dtype=torch.bool)
+
+    def scan64(R, V):
+        out = (torch.empty(1, dtype=torch.float64), torch.empty(1, dtype=torch.long))
+        return faces._scan_rows(z, pat, R, V, prob.Ut, prob.St, *out)
+
+    def violated(kz):
+        return kz.item() < -prob.feas_tol * 1.0
+
+    ref_kz, ref_j = scan64(R, V)
+    assert ref_j.item() == b and violated(ref_kz)
+    kz, j = faces._min_row(z, pat, R, V)
+    assert j.item() == b and kz.item() == ref_kz.item()
+    # Row c first and row b fine in float32, each off by a quarter of the
+    # tolerated band 2 (k + 2) eps_32 ||z||.
+    Un32, St32 = prob.check_tensors32()
+    Un32 = Un32.clone()
+    off = 0.5 * (k + 2) * float(torch.finfo(torch.float32).eps)
+    Un32[b, 0], Un32[c, 0] = off, -off
+    monkeypatch.setattr(prob, "check_tensors32", lambda: (Un32, St32))
+    kz, j = faces._min_row(z, pat, R, V)
+    assert j.item() == b and kz.item() == ref_kz.item()
+    # Row b passive: nothing is violated (c is on the right side).
+    R[0, 0], V[0, 0] = b, True
+    ref_kz, _ = scan64(R, V)
+    kz, _ = faces._min_row(z, pat, R, V)
+    assert not violated(ref_kz) and not violated(kz)
+    assert faces.n_unsure == 2
+
+
 def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
     """The CPU solve through either projection path reaches the same point.
 
