@@ -27,7 +27,9 @@ from scipy.linalg.lapack import dposv as _dposv
 _SCREEN_ROWS = 2048
 
 
-def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail):
+def batched_lawson_hanson(
+    Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail, min_row=None
+):
     """Project the rows of ``Z`` onto their cones, warm-started (NumPy).
 
     Lawson-Hanson on the dual ``min_{mu >= 0} ||p + K^T mu||`` of every
@@ -61,6 +63,12 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
     tail : int
         Stop as soon as at most this many blocks are still running (the
         caller finishes them one by one).
+    min_row : callable, default=None
+        ``min_row(idx, z, R, V) -> (kzmin, jrow)``: the smallest entry of
+        ``K z`` for blocks ``idx`` at points ``z`` over the rows not passive
+        (``R`` where ``V``) and its row, or a violated row with its value
+        when there is one (the caller's exact float32 scan). Default: a
+        float64 scan over all rows.
 
     Returns
     -------
@@ -80,7 +88,8 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
     out = np.full_like(Z, np.nan)
     ub = nrm.copy()
     act = np.arange(B)
-    UtT = torch.from_numpy(Ut).T
+    if min_row is None:
+        min_row = _scan_rows(Ut, S)
     (posv,) = get_lapack_funcs(("posv",), (Z,))  # sposv or dposv
     # Rows K_j of every block's passive set by slot and their Gram matrix;
     # padding slots are zero rows with a unit diagonal. Both are kept and
@@ -92,7 +101,7 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
     G.reshape(B, k * k)[:, :: k + 1] += ~V  # the diagonals, in place
     for _ in range(max_steps):
         b = len(act)
-        Ra, Va, Sa, Za = R[act], V[act], S[act], Z[act]
+        Ra, Va, Za = R[act], V[act], Z[act]
         xa, wa = x[act], warm[act]
         Aa = A[act]
         # LAPACK's Cholesky solve matrix by matrix: cheaper here than the
@@ -132,16 +141,16 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
             _drop_rows(A, G, act[c_neg], leave)
         # Positive multipliers: a KKT check, then the most violated row.
         z = Za + np.einsum("bjk,bj->bk", Aa, sol)
-        # The one large product of a step in torch, on its own threads:
-        # OpenBLAS's threads (NumPy's) spinning beside torch's cost more
-        # than the product itself on two cores.
-        Kz = Sa * (torch.from_numpy(z) @ UtT).numpy()
-        bi, si = np.nonzero(Va)
-        Kz[bi, Ra[bi, si]] = np.inf  # passive rows are not candidates
-        jrow = Kz.argmin(1)
-        kzmin = Kz[np.arange(b), jrow]
         ub_a = np.where(positive, np.linalg.norm(z, axis=1), np.inf)
         ub[act] = np.minimum(ub[act], ub_a)
+        # Only blocks with positive multipliers that did not stop below the
+        # threshold need the check (the others ignore it).
+        check = positive if stop_below is None else positive & (ub_a > stop_below)
+        kzmin = np.full(b, -np.inf)
+        jrow = np.zeros(b, dtype=R.dtype)
+        ic = np.flatnonzero(check)
+        if len(ic):
+            kzmin[ic], jrow[ic] = min_row(act[ic], z[ic], Ra[ic], Va[ic])
         done = positive & (kzmin >= -feas_tol * nrm[act])
         out[act[done]] = z[done]
         if stop_below is not None:
@@ -164,6 +173,23 @@ def batched_lawson_hanson(Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, ta
         if len(act) <= tail:
             break
     return out, ub, nrm
+
+
+def _scan_rows(Ut, S):
+    """The default ``min_row`` of :func:`batched_lawson_hanson` (float64)."""
+    UtT = torch.from_numpy(Ut).T
+
+    def min_row(idx, z, R, V):
+        # The one large product of a step in torch, on its own threads:
+        # OpenBLAS's threads (NumPy's) spinning beside torch's cost more
+        # than the product itself on two cores.
+        Kz = S[idx] * (torch.from_numpy(z) @ UtT).numpy()
+        bi, si = np.nonzero(V)
+        Kz[bi, R[bi, si]] = np.inf  # passive rows are not candidates
+        jrow = Kz.argmin(1)
+        return Kz[np.arange(len(z)), jrow], jrow
+
+    return min_row
 
 
 def _drop_rows(A, G, idx, leave):

@@ -528,9 +528,18 @@ class _Faces:
         g = gidx.numpy()
         R, V = self.R.numpy()[g], self.V.numpy()[g]
         X = self.X.numpy()[g] * V
+        pat = gidx % self.P
+
+        def min_row(idx, z, R, V):
+            kzmin, jrow = self._min_row(
+                torch.from_numpy(z), pat[torch.from_numpy(idx)], torch.from_numpy(R),
+                torch.from_numpy(V),
+            )
+            return kzmin.numpy(), jrow.numpy()
+
         out, ub, nrm = batched_lawson_hanson(
             prob.Ut.numpy(), prob.St.numpy()[g % self.P], Z.numpy(), R, V, X,
-            max_steps, prob.feas_tol, stop_below, self.host_tail,
+            max_steps, prob.feas_tol, stop_below, self.host_tail, min_row,
         )
         # Canonical (sorted) faces, remembered for the next projection.
         perm = np.argsort(np.where(V, R, self.n), axis=1, kind="stable")
