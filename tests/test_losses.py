@@ -74,9 +74,15 @@ def test_torch_gradient_matches_autograd(loss):
     np.testing.assert_allclose(loss.gradient(F, Y), got, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("layout", ["unsorted", "sorted-rows"])
 @pytest.mark.parametrize("loss", LOSSES, ids=_ids)
-def test_parameter_hessian_matches_autograd(loss):
-    """The Hessian the Newton methods use, against autograd's."""
+def test_parameter_hessian_matches_autograd(loss, layout):
+    """The Hessian the Newton methods use, against autograd's.
+
+    Columns in any order of outputs (sorted inside), or grouped by output
+    and given as the transpose of a (T, n) tensor (the Newton steps on the
+    faces).
+    """
     import torch
 
     from skbnconvex._losses import torch_parameter_hessian
@@ -84,9 +90,13 @@ def test_parameter_hessian_matches_autograd(loss):
     rng = np.random.default_rng(4)
     F0, Y = _problem(loss, rng)
     n, C = F0.shape
-    T = 6
+    T = 9
+    out = rng.integers(0, C, T)
     J = torch.tensor(rng.standard_normal((n, T)))
-    out = torch.tensor(rng.integers(0, C, T))
+    if layout == "sorted-rows":
+        out = np.sort(out)
+        J = J.T.contiguous().T
+    out = torch.tensor(out)
     F0, Y = torch.tensor(F0), torch.tensor(Y)
 
     def objective(x):

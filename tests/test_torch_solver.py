@@ -211,7 +211,7 @@ def test_medium_matches_clarabel(loss):
         assert abs(res.objective - ref.objective) <= 1e-6 * abs(ref.objective)
 
 
-def _at_optimum():
+def _at_optimum(loss="squared", n_outputs=1):
     """A program solved to 1e-10, as a working set of all its patterns.
 
     Returns the program, the solver's result, the solver's working set at
@@ -221,13 +221,13 @@ def _at_optimum():
     """
     from skbnconvex._solvers import _torch as T
 
-    prog = _program("squared", n=300, d=8, P=60, beta_frac=0.05, seed=7)
+    prog = _program(loss, n_outputs, n=300, d=8, P=60, beta_frac=0.05, seed=7)
     res = solve_torch(prog, tol=1e-10, max_iter=50000)
     assert res.converged, res.message
     prob = T._Problem(prog, torch.device("cpu"), torch.float64)
-    faces = T._Faces(prob, 1)
-    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (1, 2, P, k)
-    wset = T._WorkingSet(prob, faces, torch.arange(prog.n_patterns), W, 1)
+    faces = T._Faces(prob, n_outputs)
+    W = torch.as_tensor(np.stack([res.Wp, res.Wn], axis=1))  # (C, 2, P, k)
+    wset = T._WorkingSet(prob, faces, torch.arange(prog.n_patterns), W, n_outputs)
     F = prob.predict(W, wset.Dt)
     g = -prob.grad_blocks(T._loss_grad(prob.loss, F, prob.Y), wset.Dt)
     g = g.reshape(-1, prog.k)
@@ -289,6 +289,30 @@ def test_newton_drops_a_block_and_converges(extra_face):
     assert float(torch.linalg.vector_norm(W_n.reshape(-1, k)[cand[j]])) == 0.0
     obj = prob.objective(W_n, prob.predict(W_n, wset.Dt))
     assert obj == pytest.approx(res.objective, rel=1e-9)
+    assert steps < T._NEWTON_MAX // 2
+
+
+def test_newton_on_the_faces_of_several_coupled_outputs():
+    """The face Newton step with the outputs coupled (three classes).
+
+    The blocks of all outputs form one system (the multinomial Hessian
+    couples them; the columns are grouped by output): from the optimal
+    support moved along its faces, Newton returns to the optimum.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog, res, wset, g, supp = _at_optimum("multinomial", 3)
+    prob, faces, W = wset.prob, wset.faces, wset.W
+    k = prog.k
+    assert len(torch.unique(supp // (2 * prog.n_patterns))) == 3
+    faces.project_exact(wset.gidx[supp], g[supp], faces.steps)
+    W1 = W.reshape(-1, k).clone()
+    W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
+    W1 = W1.view_as(W)
+    assert prob.objective(W1, prob.predict(W1, wset.Dt)) > res.objective * (1 + 1e-3)
+    W_n, steps = T._newton(wset, W1, wset.structure(W1))
+    obj = prob.objective(W_n, prob.predict(W_n, wset.Dt))
+    assert obj == pytest.approx(res.objective, rel=1e-12)
     assert steps < T._NEWTON_MAX // 2
 
 

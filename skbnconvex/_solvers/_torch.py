@@ -120,6 +120,7 @@ from .._losses import (
     BinaryLogLoss,
     MultinomialLogLoss,
     SquaredLoss,
+    output_groups,
     torch_parameter_hessian,
 )
 from ._barrier import barrier_solve, cone_interior
@@ -1371,24 +1372,29 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     blk = torch.as_tensor(cols_blk, device=dev)
     cs, i_ws = supp // m, supp % m
     out_b, sign_b = cs // 2, 1.0 - 2.0 * (cs % 2).to(torch.float64)
+    # The columns grouped by output (see torch_parameter_hessian).
+    order = torch.argsort(out_b[blk], stable=True)
+    Ncat, blk = Ncat[:, order], blk[order]
     out_col = out_b[blk]
     Ut = prob.Ut.double()
     Y = prob.Y.double()
-    # J[:, j]: the change of F[:, out_j] per unit of x_j.
-    J = (Ut @ Ncat) * (sign_b[blk] * wset.Dt.double()[i_ws[blk]].T)  # (n, T)
+    # JT[j]: the change of F[:, out_j] per unit of x_j, as rows (T, n).
+    JT = (Ncat.T @ Ut.T).mul_(sign_b[blk, None] * wset.Dt.double()[i_ws[blk]])
     x = (Ncat * Ws[blk].T).sum(0)  # N_b^T w_b
     nb = len(rows)
     beta = prob.beta
     loss = prob.loss
 
-    # F = sum_j J[:, j] x_j e_{out_j}^T: one product with the (T, C)
-    # indicator of the outputs (index_add_ over the columns of J * x cost
-    # twice the Hessian's time on breast cancer).
-    E = torch.zeros((T, C), **f64)
-    E[torch.arange(T, device=dev), out_col] = 1.0
+    # The rows of each output (JT's are grouped by output): F and the
+    # gradient are products with row slices, which read JT once and write
+    # no (T, n) temporary.
+    groups = output_groups(out_col)
 
     def F_of(x):
-        return J @ (x[:, None] * E)
+        F = torch.zeros((C, JT.shape[1]), **f64)
+        for c, sl in groups:
+            torch.mv(JT[sl].T, x[sl], out=F[c])
+        return F.T
 
     def bnorm(x):
         return torch.zeros(nb, **f64).index_add_(0, blk, x * x).sqrt()
@@ -1413,11 +1419,15 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
         if len(ia) == 0:
             return None, it, independent
         F = F_of(x)
-        r = _loss_grad(loss, F, Y)  # (n, C)
-        Ja, oa, ba = J[:, ia], out_col[ia], blk[ia]
+        rT = _loss_grad(loss, F, Y).T.contiguous()  # (C, n)
+        JaT = JT if len(ia) == T else JT[ia]
+        oa, ba = out_col[ia], blk[ia]
         u = x[ia] / nr[ba]
-        grad = (Ja.T @ r).gather(1, oa[:, None])[:, 0] + beta * u
-        H = torch_parameter_hessian(loss, F, Y, Ja, oa)
+        grad = torch.empty(len(ia), **f64)
+        for c, sl in output_groups(oa):
+            torch.mv(JaT[sl], rT[c], out=grad[sl])
+        grad += beta * u
+        H = torch_parameter_hessian(loss, F, Y, JaT.T, oa)
         # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block,
         # i.e. beta / ||x_b|| on the diagonal minus beta Q Q^T, where
         # Q[j, b_j] = u_j / sqrt(||x_b||) (one product, no (T, T) masks).
