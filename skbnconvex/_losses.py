@@ -29,7 +29,6 @@ change. The squared loss needs no weights: ``sum_i w_i (f_i - y_i)^2 =
 # License: BSD 3 clause
 
 import numpy as np
-from scipy.linalg import get_blas_funcs
 from scipy.special import expit, log_softmax, logsumexp, softmax, xlogy
 
 
