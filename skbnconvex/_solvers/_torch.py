@@ -722,8 +722,9 @@ class _Faces:
                 cj.append(rj)
         if band is None:
             return kzmin, jrow
-        empty = torch.zeros(0, dtype=torch.long, device=z.device)
-        return kzmin, jrow, torch.cat(cb) if cb else empty, torch.cat(cj) if cj else empty
+        if not cb:
+            cb = cj = [torch.zeros(0, dtype=torch.long, device=z.device)]
+        return kzmin, jrow, torch.cat(cb), torch.cat(cj)
 
     def moved_bound(self, gidx, Q):
         """Upper bounds of ``||P_C(Q_b)||`` from a bound at an earlier point.
