@@ -107,6 +107,44 @@ def test_float32_products_match_float64():
         assert not np.allclose(fast.numpy(), exact.numpy(), atol=1e-12 * scale)
 
 
+@pytest.mark.parametrize("path", ["pairs", "dense"])
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_predictions_of_sparse_and_dense_blocks(n_outputs, path, monkeypatch):
+    """``_Problem.predict`` from the non-zero pairs (output, pattern) and
+    from the dense product, against the program's NumPy prediction: no
+    pair, a few pairs (a pair with both signs, a pair whose difference is
+    zero), all pairs; float64 and float32 data."""
+    from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_SPARSE_PREDICT", np.inf if path == "pairs" else -1.0)
+    # Chunks of 7 rows (the last one shorter).
+    monkeypatch.setattr(T, "_CACHE_ENTRIES", 7 * 8)
+    prog = _program("squared", n_outputs=n_outputs, n=60, d=4, P=12, seed=5)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    calls = []
+    sparse = T._Problem._predict_sparse
+    monkeypatch.setattr(
+        T._Problem, "_predict_sparse", lambda *a: calls.append(1) or sparse(*a)
+    )
+    rng = np.random.default_rng(1)
+    C, P, k = n_outputs, prog.n_patterns, prog.k
+    few = np.zeros((C, 2, P, k))
+    few[0, 0, 3] = rng.standard_normal(k)
+    few[0, 1, 3] = rng.standard_normal(k)  # both signs of one pair
+    few[C - 1, 1, 7] = rng.standard_normal(k)
+    few[C - 1, :, 9] = rng.standard_normal(k)  # a - b = 0
+    few[0, 1, 10] = np.abs(rng.standard_normal(k))  # a - b < 0 everywhere
+    for W in (np.zeros((C, 2, P, k)), few, rng.standard_normal((C, 2, P, k))):
+        ref = prog.predict(W[:, 0], W[:, 1])
+        Wt = torch.as_tensor(W)
+        got = prob.predict(Wt, prob.Dt).numpy()
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+        Dt32, Ut32 = prob.Dt.float(), prob.Ut.float()
+        got32 = prob.predict(Wt, Dt32, Ut32).numpy()
+        np.testing.assert_allclose(got32, ref, atol=1e-5 * max(np.abs(ref).max(), 1))
+    assert len(calls) == (6 if path == "pairs" else 0)
+
+
 @pytest.mark.parametrize("fast_target", [0.0, np.inf], ids=["f32-products", "f64"])
 @pytest.mark.parametrize(
     "case", [CASES[0], CASES[2], CASES[5]], ids=lambda c: f"{c[0]}-C{c[1]}-b{c[2]}"
