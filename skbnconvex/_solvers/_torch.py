@@ -1476,6 +1476,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     f = obj(x)
     scale0 = float(bnorm(x).max())
     alive = torch.ones(T, dtype=torch.bool, device=dev)
+    JaT = JT
     it = 0
     for it in range(1, _NEWTON_MAX + 1):
         nr = bnorm(x)
@@ -1491,7 +1492,10 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
             return None, it, independent
         F = F_of(x)
         rT = _loss_grad(loss, F, Y).T.contiguous()  # (C, n)
-        JaT = JT if len(ia) == T else JT[ia]
+        if len(ia) != len(JaT):
+            # The rows of the columns left, copied when columns leave (they
+            # never come back, so the count tells).
+            JaT = JT[ia]
         oa, ba = out_col[ia], blk[ia]
         u = x[ia] / nr[ba]
         grad = torch.empty(len(ia), **f64)
