@@ -182,7 +182,11 @@ def _cone_projection(Ut, d, g):
     Returns ``(value, z, active)`` with ``active`` the rows whose multiplier
     is positive (the hyperplanes the maximiser lies on).
     """
-    s = np.where(d, 1.0, -1.0)
+    # 2 d - 1 in place (np.where with scalars took eight times as long:
+    # 14% of CASP's exact projections).
+    s = d.astype(np.float64)
+    s *= 2.0
+    s -= 1.0
     n, k = Ut.shape
     # NNLS on growing sets of rows from the 4k most violated (letter: one
     # NNLS with 16 000 variables took 46 ms, this 5 ms).
