@@ -747,10 +747,20 @@ class _Faces:
         # entries of the padding slots).
         mask = torch.where(V, inf, -inf)
         cb, cj = [], []
+        cpu = z.device.type == "cpu"
         for sl in _block_chunks(len(z), self.n, z.device):
             Kz = (z[sl] @ Ut.T).mul_(St[pat[sl]])
             Kz.scatter_reduce_(1, R[sl], mask[sl], reduce="amax")
-            kzmin[sl], jrow[sl] = Kz.min(1)
+            if cpu:
+                # NumPy's argmin: torch's minimum with its index took eight
+                # times as long (0.34 vs 0.04 ns an entry, letter's shape),
+                # 40% of the check.
+                K = Kz.numpy()
+                j = K.argmin(1)
+                jrow[sl] = torch.from_numpy(j)
+                kzmin[sl] = torch.from_numpy(K[np.arange(len(j)), j])
+            else:
+                kzmin[sl], jrow[sl] = Kz.min(1)
             if band is None:
                 continue
             bs = band[sl]
