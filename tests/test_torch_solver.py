@@ -474,8 +474,10 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     from skbnconvex._solvers import _torch as T
 
     monkeypatch.setattr(T, "_NUMPY_ON_CPU", path == "numpy")
-    # The batched steps finish every block (no host fallback).
+    # The batched steps finish every block (no host fallback), the row
+    # checks in float32 for float64 blocks (as at large n).
     monkeypatch.setattr(T, "_HOST_TAIL", 0)
+    monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
     # The torch path's passes over (blocks, n) in chunks of 5 blocks (the
     # last one shorter), as on the CPU at large n.
     monkeypatch.setattr(T, "_CACHE_ENTRIES", 5 * 60)
@@ -529,6 +531,7 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     """
     from skbnconvex._solvers import _torch as T
 
+    monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
     prog = _program("squared", n=60, d=5, P=4, seed=3)
     prob = T._Problem(prog, torch.device("cpu"), torch.float64)
     faces = T._Faces(prob, 1)

@@ -183,6 +183,11 @@ _CACHE_ENTRIES = 2**18
 # rows, one output, 320 patterns) with 109 pairs 13 -> 4.9 ms, with 300
 # pairs 13.6 vs 15.9 ms. The fraction separates these.
 _SPARSE_PREDICT = 0.4
+# The projections' check of all rows runs in float32 (_Faces._min_row)
+# when blocks times rows are at least this many: below, its fixed cost
+# outweighs the pass it saves ((1000, 20, 100), one thread: 0.47 s
+# instead of 0.41 s without a limit).
+_CHECK32_MIN_ENTRIES = 2**18
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
 # Restricted targets (relative gaps) at or above which a float64 solve runs
@@ -683,26 +688,31 @@ class _Faces:
         """Smallest ``K_j z`` over the rows not in the passive sets, and its row.
 
         ``z`` (b, k) for patterns ``pat``, passive rows ``R`` where ``V``.
-        For a float64 problem on the CPU the pass over the ``n`` rows runs
-        in float32 (half the memory traffic, twice the vector width) on the
-        rows scaled to unit norm, and still decides exactly: an entry
-        ``K_j z / ||K_j||`` is off by at most ``(k + 2) eps_32 ||z||``, so a
-        block whose float32 minimum is above twice that bound has no
-        violated row, and one whose float32 minimiser is violated in float64
-        gets that row (the largest violation relative to the row's norm,
-        not necessarily the largest: Lawson-Hanson needs only a violated
-        row). For the blocks left in between, whose float32 minimum is within
-        round-off of zero, the pass keeps the rows below that bound (few:
-        rows on or next to the face) and their float64 values decide.
-        CASP (45 730 rows, alpha = 100): 15% of the checks were such blocks,
-        and with a float64 pass for them the fit took 715 iterations instead
-        of 730 and 54 s instead of 60 s.
+        For a float64 problem on the CPU (and at least
+        ``_CHECK32_MIN_ENTRIES`` blocks times rows) the pass over the ``n``
+        rows runs in float32 (half the memory traffic, twice the vector
+        width) on the rows scaled to unit norm, and still decides exactly:
+        an entry ``K_j z / ||K_j||`` is off by at most
+        ``(k + 2) eps_32 ||z||``, so a block whose float32 minimum is above
+        twice that bound has no violated row, and one whose float32
+        minimiser is violated in float64 gets that row (the largest
+        violation relative to the row's norm, not necessarily the largest:
+        Lawson-Hanson needs only a violated row). For the blocks left in
+        between, whose float32 minimum is within round-off of zero, the pass
+        keeps the rows below that bound (few: rows on or next to the face)
+        and their float64 values decide. CASP (45 730 rows, alpha = 100):
+        15% of the checks were such blocks, and with a float64 pass for them
+        the fit took 715 iterations instead of 730 and 54 s instead of 60 s.
         """
         prob = self.prob
         b = len(z)
         kzmin = torch.empty(b, dtype=z.dtype, device=z.device)
         jrow = torch.empty(b, dtype=torch.long, device=z.device)
-        if prob.device.type != "cpu" or z.dtype != torch.float64:
+        if (
+            prob.device.type != "cpu"
+            or z.dtype != torch.float64
+            or b * self.n < _CHECK32_MIN_ENTRIES
+        ):
             return self._scan_rows(z, pat, R, V, prob.Ut, prob.St, kzmin, jrow)
         Ut32, St32 = prob.check_tensors32()
         eps32 = float(torch.finfo(torch.float32).eps)
