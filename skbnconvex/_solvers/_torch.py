@@ -701,8 +701,9 @@ class _Faces:
         between, whose float32 minimum is within round-off of zero, the pass
         keeps the rows below that bound (few: rows on or next to the face)
         and their float64 values decide. CASP (45 730 rows, alpha = 100):
-        15% of the checks were such blocks, and with a float64 pass for them
-        the fit took 715 iterations instead of 730 and 54 s instead of 60 s.
+        15% of the checks were such blocks, and the fit went from 60-62 s
+        to about 47 s with this check (traces; doc/benchmarks.md, section
+        7, session 17).
         """
         prob = self.prob
         b = len(z)
