@@ -474,7 +474,10 @@ def _ascent(Ut, lam, starts, n_iter):
     towards the large values (a power-iteration-like step). All starts are
     iterated together. Returns the visited patterns (n, n_starts * n_iter).
     """
-    Z = starts / np.maximum(np.linalg.norm(starts, axis=0), 1e-300)
+    # The smallest normal number of the data's precision (the ascent runs
+    # in float32, where 1e-300 is zero).
+    tiny = np.finfo(np.result_type(Ut, starts)).tiny
+    Z = starts / np.maximum(np.linalg.norm(starts, axis=0), tiny)
     visited = []
     for _ in range(n_iter):
         Dz = Ut @ Z >= 0
@@ -485,8 +488,8 @@ def _ascent(Ut, lam, starts, n_iter):
             break
         # Half step: keeps part of the current direction, which avoids the
         # two-cycles of the plain fixed point.
-        Z = 0.5 * Z + 0.5 * G / np.maximum(norms, 1e-300)
-        Z /= np.maximum(np.linalg.norm(Z, axis=0), 1e-300)
+        Z = 0.5 * Z + 0.5 * G / np.maximum(norms, tiny)
+        Z /= np.maximum(np.linalg.norm(Z, axis=0), tiny)
     if not visited:  # n_iter = 0
         return np.zeros((Ut.shape[0], 0), dtype=bool)
     return np.hstack(visited)
