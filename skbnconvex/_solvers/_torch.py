@@ -31,10 +31,11 @@ Method
    solved by Lawson-Hanson, batched over the blocks (one small Cholesky
    solve and one product with the data per step), warm-started from the
    active rows of the block's previous projection: near convergence faces
-   stop changing and a projection is one step. The step's check of the
-   ``n`` rows runs in float32 on rows of unit norm, and decides exactly:
-   blocks whose float32 minimum is within its round-off of zero are
-   checked again in float64 (``_Faces._min_row``). The few blocks that need
+   stop changing and a projection is one step. On the CPU the step's
+   check of the ``n`` rows runs in float32 on rows of unit norm (large
+   batches), and decides exactly: for the blocks whose float32 minimum is
+   within its round-off of zero, the float64 values of the rows within that
+   round-off decide (``_Faces._min_row``). The few blocks that need
    many steps finish one by one on the host in float64. The norms of the
    Lawson-Hanson iterates decrease, so a block can stop as soon as its norm
    is below the prox threshold (it is then zero); before that, two
