@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._nnls import cone_projection_on_rows
+from ._patterns import pattern_signs
 
 
 @dataclass
@@ -94,7 +95,7 @@ class ConvexProgram:
         Returned relative to the largest block norm (0 for the zero blocks),
         so that it is comparable across problem scales.
         """
-        S = np.where(self.D, 1.0, -1.0)
+        S = pattern_signs(self.D)
         worst = 0.0
         for W in (Wp, Wn):
             for Wc in W:  # one output at a time: (n, P) temporaries
@@ -127,7 +128,7 @@ class ConvexProgram:
             # contiguous row (the signs of all patterns, (n, P), and their
             # strided columns took most of a second on CASP's 45 730 rows).
             pats, which = np.unique(idx, return_inverse=True)
-            S = np.where(self.D[:, pats].T, 1.0, -1.0)
+            S = pattern_signs(self.D[:, pats].T)
             for c, i, j in zip(cs, idx, which):
                 w = W[c, i]
                 u = S[j] * (self.Ut @ w)  # K w

@@ -8,6 +8,7 @@ from skbnconvex._patterns import (
     enumerate_patterns,
     max_patterns,
     pack_patterns,
+    pattern_signs,
     sample_patterns,
     unique_patterns,
 )
@@ -142,3 +143,12 @@ def test_pack_patterns_is_packbits_by_column(n, order):
     for j in range(D.shape[1]):
         np.testing.assert_array_equal(np.unpackbits(keys[j])[:n], D[:, j])
     assert pack_patterns(D[:, :0]).shape == (0, -(-n // 8))
+
+
+def test_pattern_signs_are_two_d_minus_one():
+    rng = np.random.default_rng(0)
+    D = rng.random((7, 5)) > 0.5
+    for M in (D, D.T, D[:, 2]):
+        S = pattern_signs(M)
+        assert S.dtype == np.float64 and S.flags.c_contiguous
+        np.testing.assert_array_equal(S, np.where(M, 1.0, -1.0))

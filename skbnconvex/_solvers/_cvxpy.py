@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .._patterns import pattern_signs
 from ._base import SolverError, SolverResult
 
 # Clarabel's defaults fail on some exponential-cone (logistic) programs;
@@ -26,7 +27,7 @@ def _build(program, cols):
 
     Ut, D = program.Ut, program.D
     k, P = program.k, program.n_patterns
-    signs = np.where(D, 1.0, -1.0)
+    signs = pattern_signs(D)
     Dm = D.astype(np.float64)
     variables, outputs, constraints, penalty = [], [], [], 0
     for _ in cols:

@@ -28,7 +28,7 @@ _SCREEN_ROWS = 2048
 
 
 def batched_lawson_hanson(
-    Ut, S, Z, R, V, X, max_steps, feas_tol, stop_below, tail, min_row=None
+    Ut, S, pat, Z, R, V, X, max_steps, feas_tol, stop_below, tail, min_row=None
 ):
     """Project the rows of ``Z`` onto their cones, warm-started (NumPy).
 
@@ -44,8 +44,11 @@ def batched_lawson_hanson(
     ----------
     Ut : ndarray of shape (n, k)
         The whitened data ``U'``.
-    S : ndarray of shape (B, n)
-        Signs ``2 D_i - 1`` of every block's pattern.
+    S : ndarray of shape (P, n)
+        Signs ``2 D_i - 1`` of the patterns.
+    pat : ndarray of int, shape (B,)
+        The pattern of every block (rows of ``S``; not gathered into a
+        ``(B, n)`` copy, of which a step needs a few entries).
     Z : ndarray of shape (B, k)
         Points to project.
     R, V : ndarray of shape (B, k), int and bool
@@ -89,14 +92,14 @@ def batched_lawson_hanson(
     ub = nrm.copy()
     act = np.arange(B)
     if min_row is None:
-        min_row = _scan_rows(Ut, S)
+        min_row = _scan_rows(Ut, S, pat)
     (posv,) = get_lapack_funcs(("posv",), (Z,))  # sposv or dposv
     # Rows K_j of every block's passive set by slot and their Gram matrix;
     # padding slots are zero rows with a unit diagonal. Both are kept and
     # updated where a passive set changed (a row or a few per step): formed
     # afresh at every step they were a quarter of the projections' time at
     # k = 51.
-    A = (np.take_along_axis(S, R, 1) * V)[..., None] * Ut[R]  # (B, k, k)
+    A = (S[pat[:, None], R] * V)[..., None] * Ut[R]  # (B, k, k)
     G = A @ A.transpose(0, 2, 1)
     G.reshape(B, k * k)[:, :: k + 1] += ~V  # the diagonals, in place
     for _ in range(max_steps):
@@ -163,7 +166,7 @@ def batched_lawson_hanson(
         V[ia, sa] = True
         warm[ia] = False
         # The new row and its products with the others (zero with padding).
-        A[ia, sa] = S[ia, ja][:, None] * Ut[ja]
+        A[ia, sa] = S[pat[ia], ja][:, None] * Ut[ja]
         row = np.einsum("bjk,bk->bj", A[ia], A[ia, sa])
         G[ia, sa, :] = row
         G[ia, :, sa] = row
@@ -175,7 +178,7 @@ def batched_lawson_hanson(
     return out, ub, nrm
 
 
-def _scan_rows(Ut, S):
+def _scan_rows(Ut, S, pat):
     """The default ``min_row`` of :func:`batched_lawson_hanson` (float64)."""
     UtT = torch.from_numpy(Ut).T
 
@@ -183,7 +186,7 @@ def _scan_rows(Ut, S):
         # The one large product of a step in torch, on its own threads:
         # OpenBLAS's threads (NumPy's) spinning beside torch's cost more
         # than the product itself on two cores.
-        Kz = S[idx] * (torch.from_numpy(z) @ UtT).numpy()
+        Kz = S[pat[idx]] * (torch.from_numpy(z) @ UtT).numpy()
         bi, si = np.nonzero(V)
         Kz[bi, R[bi, si]] = np.inf  # passive rows are not candidates
         jrow = Kz.argmin(1)
