@@ -481,6 +481,8 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     # The torch path's passes over (blocks, n) in chunks of 5 blocks (the
     # last one shorter), as on the CPU at large n.
     monkeypatch.setattr(T, "_CACHE_ENTRIES", 5 * 60)
+    # ... and its row checks in chunks of 5 float32 blocks (2 of float64).
+    monkeypatch.setattr(T, "_SCAN_BYTES", 5 * 60 * 4)
     prog = _program("squared", n=60, d=5, P=12, seed=11)
     prob = T._Problem(prog, torch.device("cpu"), dtype)
     faces = T._Faces(prob, 1)
@@ -572,12 +574,17 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     monkeypatch.setattr(prob, "check_tensors32", lambda: (Un32, St32))
     kz, j = faces._min_row(z, pat, R, V)
     assert j.item() == b and kz.item() == ref_kz.item()
+    # Three blocks, scanned in slices of one: each slice's rows near the
+    # face are its own block's.
+    monkeypatch.setattr(T, "_SCAN_BYTES", 4 * n)
+    kz3, j3 = faces._min_row(z.repeat(3, 1), pat.repeat(3), R.repeat(3, 1), V.repeat(3, 1))
+    assert (j3 == b).all() and (kz3 == ref_kz.item()).all()
     # Row b passive: nothing is violated (c is on the right side).
     R[0, 0], V[0, 0] = b, True
     ref_kz, _ = scan64(R, V)
     kz, _ = faces._min_row(z, pat, R, V)
     assert not violated(ref_kz) and not violated(kz)
-    assert faces.n_unsure == 2
+    assert faces.n_unsure == 5
 
 
 def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
@@ -595,6 +602,7 @@ def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):
     monkeypatch.setattr(T, "_NUMPY_ON_CPU", False)
     # Passes over (blocks, n) in chunks of 7 blocks, as on the CPU at large n.
     monkeypatch.setattr(T, "_CACHE_ENTRIES", 7 * 300)
+    monkeypatch.setattr(T, "_SCAN_BYTES", 7 * 300 * 8)
     res_t = solve_torch(prog, tol=1e-8)
     for res in (res_np, res_mixed):
         assert res.converged and res_t.converged
