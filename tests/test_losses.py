@@ -105,8 +105,14 @@ def test_parameter_hessian_matches_autograd(loss, layout):
 
     x = torch.tensor(rng.standard_normal(T))
     expected = torch.autograd.functional.hessian(objective, x)
-    got = torch_parameter_hessian(loss, F0.index_add(1, out, J * x), Y, J, out)
+    F = F0.index_add(1, out, J * x)
+    got = torch_parameter_hessian(loss, F, Y, J, out)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-9, atol=1e-12)
+    # The coupling term's product in float32: float64 out, float32 rounding.
+    got32 = torch_parameter_hessian(loss, F, Y, J, out, gram_dtype=torch.float32)
+    assert got32.dtype == torch.float64
+    scale = float(expected.abs().max())
+    np.testing.assert_allclose(got32.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("kind", ["binary", "multinomial"])

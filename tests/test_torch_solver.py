@@ -330,14 +330,18 @@ def test_newton_drops_a_block_and_converges(extra_face):
     assert steps < T._NEWTON_MAX // 2
 
 
-def test_newton_on_the_faces_of_several_coupled_outputs():
+@pytest.mark.parametrize("gram", ["float64", "float32"])
+def test_newton_on_the_faces_of_several_coupled_outputs(gram, monkeypatch):
     """The face Newton step with the outputs coupled (three classes).
 
     The blocks of all outputs form one system (the multinomial Hessian
     couples them; the columns are grouped by output): from the optimal
-    support moved along its faces, Newton returns to the optimum.
+    support moved along its faces, Newton returns to the optimum, also
+    with the Hessian's coupling term in float32 (as for large systems).
     """
     from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_NEWTON_GRAM32_WORK", 0 if gram == "float32" else np.inf)
 
     prog, res, wset, g, supp = _at_optimum("multinomial", 3)
     prob, faces, W = wset.prob, wset.faces, wset.W
