@@ -358,6 +358,32 @@ def test_newton_on_the_faces_of_several_coupled_outputs(gram, monkeypatch):
     assert steps < T._NEWTON_MAX // 2
 
 
+def test_newton_polishes_a_point_at_round_off_of_the_objective():
+    """Newton moves a point whose objective is flat to round-off.
+
+    Off the optimum by 1e-9 (relative) along the optimal faces, the
+    objective is optimal to round-off but the certified gap is not (the dual
+    point moves with the blocks to first order); Newton's last full step
+    brings the gap down by orders of magnitude.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog, res, wset, g, supp = _at_optimum()
+    prob, faces, W = wset.prob, wset.faces, wset.W
+    k = prog.k
+    faces.project_exact(wset.gidx[supp], g[supp], faces.steps)
+    W1 = W.reshape(-1, k).clone()
+    W1[supp] *= 1.0 + 1e-9 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
+    W1 = W1.view_as(W)
+    F1 = prob.predict(W1, wset.Dt)
+    f1, gap1, _ = wset.certificate(W1, F1, 1.0)  # exact bounds
+    assert f1 == pytest.approx(res.objective, rel=1e-14) and gap1 > 1e-11
+    W_n, _ = T._newton(wset, W1, wset.structure(W1), f1)
+    f_n, gap_n, _ = wset.certificate(W_n, prob.predict(W_n, wset.Dt), 1.0)
+    assert f_n <= f1 * (1 + 1e-14)
+    assert gap_n < 1e-3 * gap1
+
+
 @pytest.mark.parametrize("updates", [0, 2])
 def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     """Newton corrects a face that misses a binding row, and lands.
