@@ -112,7 +112,9 @@ def test_parameter_hessian_matches_autograd(loss, layout):
     got32 = torch_parameter_hessian(loss, F, Y, J, out, gram_dtype=torch.float32)
     assert got32.dtype == torch.float64
     scale = float(expected.abs().max())
-    np.testing.assert_allclose(got32.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(
+        got32.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale
+    )
 
 
 @pytest.mark.parametrize("kind", ["binary", "multinomial"])

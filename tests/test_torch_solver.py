@@ -607,7 +607,9 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     # Three blocks, scanned in slices of one: each slice's rows near the
     # face are its own block's.
     monkeypatch.setattr(T, "_SCAN_BYTES", 4 * n)
-    kz3, j3 = faces._min_row(z.repeat(3, 1), pat.repeat(3), R.repeat(3, 1), V.repeat(3, 1))
+    kz3, j3 = faces._min_row(
+        z.repeat(3, 1), pat.repeat(3), R.repeat(3, 1), V.repeat(3, 1)
+    )
     assert (j3 == b).all() and (kz3 == ref_kz.item()).all()
     # Row b passive: nothing is violated (c is on the right side).
     R[0, 0], V[0, 0] = b, True

@@ -138,13 +138,13 @@ _WS_START = 10
 # Growth of the working set from one to the next while violators remain:
 # a restricted solve costs some 50-120 iterations whatever its size, and
 # the full gap falls only once the set holds most of the patterns the
-# optimum needs, so fewer, larger steps pay at scale. Solves alone, two
-# runs each (two threads): letter at alpha = 100 52.7 s / 674 iterations
-# with 2, 49.6 s / 577 with 3, 42.3 s / 483 with 4; CASP 35.0 -> 31.3 s
-# (756 -> 609 iterations). It costs the mid-sized programs a little:
-# (2000, 50, 500) 3.5 -> 3.8 s squared, 3.9 -> 4.3 s logistic (one thread;
-# the optimum uses some 65 patterns, and 160 overshoot); (1000, 20, 100)
-# the same or faster.
+# optimum needs, so fewer, larger steps pay at scale. Solves alone,
+# alternating, two threads: letter at alpha = 100 50.3-55.2 s / 674
+# iterations with 2, 48.5-50.7 s / 577 with 3, 41.6-48.7 s / 483 with 4;
+# CASP 34.7-35.3 s / 756 with 2, 30.6-32.0 s / 609 with 4. It costs the
+# mid-sized programs a little: (2000, 50, 500) 3.5 -> 3.8 s squared,
+# 3.9 -> 4.3 s logistic (one thread; its optimum uses some 65 patterns
+# and a set of 160 overshoots); (1000, 20, 100) the same or faster.
 _WS_GROWTH = 4
 # FISTA iterations between two checks of the restricted duality gap (and
 # chances for a Newton attempt). A check costs several iterations: every 20
@@ -1813,7 +1813,8 @@ def solve_torch(
         # Twice the patterns in use, and _WS_GROWTH times the last set (the
         # per-iteration cost grows with the set, and the full checks add the
         # violators round after round).
-        ws_size = min(P, max(_WS_START, 2 * n_nz, _WS_GROWTH * ws_size if wset is not None else 0))
+        grown = _WS_GROWTH * ws_size if wset is not None else 0
+        ws_size = min(P, max(_WS_START, 2 * n_nz, grown))
         size = max(1, min(ws_size, int((score > 1).sum())))
         ws = torch.sort(torch.topk(score, size).indices).values
         wset = _WorkingSet(prob, faces, ws, W_full[:, :, ws].clone(), C)
