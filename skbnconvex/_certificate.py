@@ -357,15 +357,17 @@ class _Scorer:
                 del self.top[worst]
                 self.top[q] = value
 
-    def add(self, D, output=None, max_checks=None):
+    def add(self, D, output=None, max_checks=None, bounds=None):
         """Score the new (deduplicated) candidates ``D``; return their count.
 
         With ``output``, only for that output (candidates found by its own
         search; scoring them for every output costs ``n_outputs`` times
         more), with at most ``max_checks`` exact projections (default: the
-        scorer's cap).
+        scorer's cap). ``bounds`` (n_outputs, 2, candidates), upper bounds
+        of the candidates' values known beforehand, replace the cheap ones
+        where tighter.
         """
-        D = self._new(D)
+        D, kept = self._new(D)
         if D.shape[1] == 0:
             return 0
         offset = self.n_seen
@@ -373,6 +375,8 @@ class _Scorer:
         self.pattern_score = np.concatenate([self.pattern_score, np.zeros(D.shape[1])])
         outputs = range(self.C) if output is None else [output]
         ub, G = _upper_bounds(self.Ut, D, self.lam[:, list(outputs)])
+        if bounds is not None:
+            ub = np.minimum(ub, bounds[list(outputs)][:, :, kept])
         if max_checks is None:
             max_checks = self.max_checks
         checks_before = self.n_checked
@@ -447,7 +451,10 @@ class _Scorer:
         return self._columns[q]
 
     def _new(self, D):
-        """Columns of ``D`` not seen before and not empty, in order."""
+        """Columns of ``D`` not seen before and not empty, in order.
+
+        Returns them and their indices in ``D``.
+        """
         D = np.asarray(D, dtype=bool)
         keys = pack_patterns(D)  # one contiguous row per pattern
         keep = []
@@ -463,11 +470,11 @@ class _Scorer:
         keep = np.asarray(keep, dtype=np.intp)
         keep = keep[keys[keep].any(axis=1)]
         if len(keep) == D.shape[1]:
-            return D
+            return D, keep
         # The kept columns from their keys (a Fortran-ordered array): a
         # selection of columns reads all of D with a stride (the ascent's
         # candidates, mostly repeats: letter's search 1.4 s -> 0.2 s).
-        return np.unpackbits(keys[keep], axis=1, count=D.shape[0]).view(bool).T
+        return np.unpackbits(keys[keep], axis=1, count=D.shape[0]).view(bool).T, keep
 
 
 def _ascent(Ut, lam, starts, n_iter):
@@ -525,6 +532,7 @@ def optimality_certificate(
     *,
     primal,
     patterns=None,
+    pattern_bounds=None,
     blocks=None,
     all_patterns=None,
     mode="auto",
@@ -563,6 +571,12 @@ def optimality_certificate(
         Objective of (C) at the point (``program.objective``).
     patterns : ndarray of bool, shape (n_samples, P), default=None
         Patterns of the current program; always checked.
+    pattern_bounds : ndarray of shape (n_outputs, 2, P), default=None
+        Upper bounds of the scores ``||P_K(+-U'^T D_i lam_c)||`` of
+        ``patterns`` at this point (sign ``+`` first), such as the torch
+        solver's (``SolverResult.dual_bounds``): where tighter than the
+        certificate's own cheap bounds they spare exact projections (at an
+        optimum most of the program's blocks are bounded below ``beta``).
     blocks : tuple (Wp, Wn) of ndarray (n_outputs, P, k), default=None
         Current blocks; their directions seed the ascent in search mode.
     all_patterns : ndarray of bool, default=None
@@ -615,7 +629,11 @@ def optimality_certificate(
     scorer = _Scorer(Ut, lam, beta, n_violators,
                      max_checks=None if exact else max_checks)
     if patterns is not None and patterns.shape[1]:
-        scorer.add(patterns)
+        if pattern_bounds is not None:
+            # A margin for the round-off between the bounds' point and this
+            # one (the solver's last clean-up projection).
+            pattern_bounds = np.asarray(pattern_bounds, dtype=float) * (1 + 1e-9)
+        scorer.add(patterns, bounds=pattern_bounds)
     if exact:
         scorer.add(all_patterns)
     else:

@@ -282,6 +282,7 @@ def column_generation(
             beta,
             primal=result.objective,
             patterns=D,
+            pattern_bounds=result.dual_bounds,
             blocks=(result.Wp, result.Wn),
             all_patterns=all_patterns,
             mode="exact" if exact else "search",

@@ -631,6 +631,7 @@ class _BaseConvexBNReLU(BaseEstimator):
         mode = "exact" if exact else "search"
 
         certificate, self.n_rounds_ = None, 1
+        dual_bounds = None  # the solver's, for the certificate (torch)
         lam0 = -loss.gradient(np.zeros_like(Y), Y)
         if beta >= np.linalg.norm(lam0, axis=0).max():
             # |lam_c^T relu(Ut z)| <= ||lam_c|| for ||z|| <= 1: the zero
@@ -686,6 +687,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             program = ConvexProgram(Ut, D, Y, loss, beta)
             result = self._solve(program, W0)
             Wp, Wn = result.Wp, result.Wn
+            dual_bounds = result.dual_bounds
             self.n_iter_ = result.n_iter
             converged = result.converged
             message = f"status: {result.message}, {result.n_iter} iterations"
@@ -701,7 +703,8 @@ class _BaseConvexBNReLU(BaseEstimator):
         if certificate is None:
             certificate = optimality_certificate(
                 Ut, program.predict(Wp, Wn), Y, loss, beta,
-                primal=program.objective(Wp, Wn), patterns=D, blocks=(Wp, Wn),
+                primal=program.objective(Wp, Wn), patterns=D,
+                pattern_bounds=dual_bounds, blocks=(Wp, Wn),
                 mode=mode, tol=self.tol, random_state=rng, **certificate_options,
             )
             self.history_ = [_history_entry(

@@ -28,6 +28,13 @@ class SolverResult:
     tol : float or None
         The relative duality gap the solver was asked to reach (torch);
         None where the accuracy is the solver's own (cvxpy).
+    dual_bounds : ndarray of shape (n_outputs, 2, n_patterns) or None
+        Upper bounds of the dual-constraint norms
+        ``||P_K(+-U'^T D_i lam_c)||`` (sign ``+`` first) at the returned
+        point, ``lam = -grad L(F)``, from the solver's last duality-gap
+        check (torch in float64); None where the solver has none. The
+        optimality certificate starts from them for the program's own
+        patterns.
     """
 
     Wp: np.ndarray
@@ -37,6 +44,7 @@ class SolverResult:
     converged: bool
     message: str = ""
     tol: float = None
+    dual_bounds: np.ndarray = None
 
 
 class SolverError(RuntimeError):

@@ -1788,7 +1788,7 @@ def solve_torch(
             # its tightest gap (the gaps above stop being exact once a
             # certificate is out of reach).
             W_full = best[1]
-            primal, rel_gap, _, _ = _full_check(prob, faces, W_full, None, np.inf)
+            primal, rel_gap, _, bound = _full_check(prob, faces, W_full, None, np.inf)
             if rel_gap <= tol_eff:
                 converged = True
                 break
@@ -1837,6 +1837,12 @@ def solve_torch(
     objective = float(program.objective(Wp, Wn))
     if converged:
         message = f"Converged: relative duality gap {rel_gap:.2e} <= tol."
+    # The last check's bounds are of this point (before the clean-up
+    # projection, which moves it by round-off); float32 ones are not handed
+    # on (their round-off is not negligible against the certificate's).
+    dual_bounds = None
+    if dtype == torch.float64:
+        dual_bounds = bound.double().cpu().numpy()
     return SolverResult(
         Wp=Wp,
         Wn=Wn,
@@ -1845,4 +1851,5 @@ def solve_torch(
         converged=converged,
         message=message or f"Relative duality gap {rel_gap:.2e} > tol = {tol}.",
         tol=tol,
+        dual_bounds=dual_bounds,
     )
