@@ -1504,7 +1504,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     Ut = prob.Ut.double()
     Y = prob.Y.double()
     # JT[j]: the change of F[:, out_j] per unit of x_j, as rows (T, n).
-    JT = (Ncat.T @ Ut.T).mul_(sign_b[blk, None] * wset.Dt.double()[i_ws[blk]])
+    JT = (Ncat.T @ Ut.T).mul_(sign_b[blk, None] * wset.Dt[i_ws[blk]].double())
     x = (Ncat * Ws[blk].T).sum(0)  # N_b^T w_b
     nb = len(rows)
     beta = prob.beta
@@ -1530,7 +1530,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     f = obj(x)
     scale0 = float(bnorm(x).max())
     alive = torch.ones(T, dtype=torch.bool, device=dev)
-    JaT = JT
+    JaT, groups_a = JT, groups
     it = 0
     for it in range(1, _NEWTON_MAX + 1):
         nr = bnorm(x)
@@ -1546,14 +1546,14 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
             return None, it, independent
         F = F_of(x)
         rT = _loss_grad(loss, F, Y).T.contiguous()  # (C, n)
+        oa, ba = out_col[ia], blk[ia]
         if len(ia) != len(JaT):
             # The rows of the columns left, copied when columns leave (they
             # never come back, so the count tells).
-            JaT = JT[ia]
-        oa, ba = out_col[ia], blk[ia]
+            JaT, groups_a = JT[ia], output_groups(oa)
         u = x[ia] / nr[ba]
         grad = torch.empty(len(ia), **f64)
-        for c, sl in output_groups(oa):
+        for c, sl in groups_a:
             torch.mv(JaT[sl], rT[c], out=grad[sl])
         grad += beta * u
         gram = None
