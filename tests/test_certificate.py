@@ -201,6 +201,12 @@ def test_cheap_bounds_in_chunks(monkeypatch):
                 assert ub[c, s, p] == pytest.approx(np.sqrt(max(g @ g - cut, 0.0)), abs=1e-12)
                 value, _, _ = cert._cone_projection(Ut, D[:, p], sign * g)
                 assert value <= ub[c, s, p] * (1 + 1e-10) + 1e-12
+    # In float32 (the search's estimates): the same bounds and gradients to
+    # single precision, relative to the largest.
+    ub32, G32 = cert._upper_bounds(Ut, D, lam, dtype=np.float32)
+    assert ub32.dtype == np.float64 and G32.dtype == np.float32
+    np.testing.assert_allclose(ub32, ub, rtol=0, atol=1e-5 * ub.max())
+    np.testing.assert_allclose(G32, G, rtol=0, atol=1e-5 * np.abs(G).max())
     # Half-spaces of a subset of the rows (every fourth, as at large n): the
     # same gradients, bounds no tighter and still above the projections.
     monkeypatch.setattr(cert, "_CUT_ROWS", 8)
