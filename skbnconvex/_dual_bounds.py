@@ -33,7 +33,8 @@ def refine_projection_bounds(
     ----------
     Ut : tensor of shape (n, k)
     S : tensor of shape (B, n)
-        Signs (+1 / -1) of the rows of every block's cone.
+        Signs (+1 / -1, any dtype: the solver passes int8) of the rows of
+        every block's cone.
     g : tensor of shape (B, k)
         The points to project.
     bound : tensor of shape (B,)
