@@ -793,9 +793,10 @@ class _Faces:
         """``min_j K_j z`` over all rows (passive rows masked), into ``kzmin, jrow``.
 
         ``St``: the patterns' signs, of any dtype (int8 from
-        :meth:`_Problem.signs8`). With ``band`` (per block), also the pairs ``(block, row)`` of the
-        rows with ``K_j z < band`` of the blocks whose minimum is in
-        ``[-band, band)``, collected while a chunk is in cache.
+        :meth:`_Problem.signs8`). With ``band`` (per block), also the pairs
+        ``(block, row)`` of the rows with ``K_j z < band`` of the blocks
+        whose minimum is in ``[-band, band)``, collected while a chunk is
+        in cache.
         """
         inf = torch.tensor(float("inf"), dtype=z.dtype, device=z.device)
         # The passive rows get +inf, written in place (amax keeps the
