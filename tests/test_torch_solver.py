@@ -384,6 +384,38 @@ def test_newton_polishes_a_point_at_round_off_of_the_objective():
     assert gap_n < 1e-3 * gap1
 
 
+def test_newton_backtracks_a_step_its_projection_spoils(monkeypatch):
+    """A Newton point worse than the start, once projected, is not the end.
+
+    At realistic rank most of the guessed faces miss rows (landsat, 6
+    classes: 78 of 110 blocks crossed some), and the projection of the full
+    step costs more than the step gains. A fraction of the step, projected,
+    that descends is returned instead. Here Newton's point is made to
+    overshoot the optimum threefold along a feasible line.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    _, _, wset, _, _ = _at_optimum()
+    prob, W = wset.prob, wset.W
+
+    def f(V):
+        return prob.objective(V, prob.predict(V, wset.Dt))
+
+    W0 = 0.5 * W  # feasible (the cones are cones), below the optimal scale
+    f0 = f(W0)
+
+    def overshoot(wset, C, supp, pats, rows, Ws):
+        return 4.0 * Ws, 1, [True] * len(rows)  # 2 W
+
+    monkeypatch.setattr(T, "_newton_on_faces", overshoot)
+    monkeypatch.setattr(T, "_NEWTON_FACE_UPDATES", 0)
+    assert f(2.0 * W) > f0
+    W_n, _ = T._newton(wset, W0, wset.structure(W0), f0)
+    # Half the step, 1.25 W, is the first fraction tried and descends.
+    assert f(W_n) < f0
+    np.testing.assert_allclose(W_n.numpy(), 1.25 * W.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("updates", [0, 2])
 def test_newton_completes_a_face_missing_a_row(updates, monkeypatch):
     """Newton corrects a face that misses a binding row, and lands.
