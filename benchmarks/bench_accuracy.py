@@ -45,7 +45,9 @@ applied to the three models alike and printed in the output:
   multinomial log loss and its iterations slow down superlinearly in n (on
   pendigits, n = 7494: 200 iterations took 230-290 s and left the fit at
   50% training accuracy; n = 1500: 1000 iterations took 52 s, 97.8% on
-  held-out rows, 3000 iterations 166 s, 99.2%).
+  held-out rows, 3000 iterations 166 s, 99.2%). That was the solver of
+  session 6; in session 19 all rows cost 59-73 s a final fit on one thread
+  (``--convex-max-rows 100000``, doc/benchmarks.md section 6).
 * ``--cv-select first`` (default): on the CV datasets, alpha is chosen in
   the first outer training fold and reused in the other four (``each``
   chooses it in every fold, five times the search cost). The first training
