@@ -243,9 +243,9 @@ _NEWTON_GRAM32_WORK = 2**28
 # faces at most this many times, while the blocks whose faces change are
 # at most two or this fraction of the support (see _newton).
 _NEWTON_FACE_UPDATES = 2
+_NEWTON_UPDATE_FRACTION = 0.1
 # Fractions of a refused Newton step tried, projected, before giving up.
 _NEWTON_BACKTRACK = (0.5, 0.25, 0.125)
-_NEWTON_UPDATE_FRACTION = 0.1
 # Restricted-gap checks (200 iterations) over which FISTA's rate is measured
 # before the barrier method may take the working set (_fista_outlook).
 _STALL_CHECKS = 10
@@ -1363,8 +1363,7 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
     first below the start. Returns the best of the new points (lowest
     objective), projected exactly onto the cones (None when nothing is left
     or the system is too large), and the steps used. ``f_start`` is the
-    objective at ``W``
-    (computed when not given).
+    objective at ``W`` (computed when not given).
     """
     prob = wset.prob
     supp, Rs, Vs = struct
@@ -1419,12 +1418,11 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
         # dozens of hyperplanes, and Newton's point crosses others): the
         # projection of the full step costs more than the step gains, but
         # part of it, projected, can still descend.
-        W_raw = best_raw.view(-1, k)
+        step = best_raw.view(-1, k)[supp].double() - W0
         for t in _NEWTON_BACKTRACK:
-            W_t = Wflat.to(prob.dtype).clone()
+            W_t = W.reshape(-1, k).clone()
             W_t[supp], _ = wset.faces.project_exact(
-                wset.gidx[supp], (W0 + t * (W_raw[supp].double() - W0)).to(prob.dtype),
-                wset.faces.steps,
+                wset.gidx[supp], (W0 + t * step).to(prob.dtype), wset.faces.steps
             )
             W_t = W_t.view_as(W)
             f_t = prob.objective(W_t, prob.predict(W_t, wset.Dt))
