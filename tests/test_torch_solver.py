@@ -629,11 +629,11 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     assert j.item() == b and kz.item() == ref_kz.item()
     # Row c first and row b fine in float32, each off by a quarter of the
     # tolerated band 2 (k + 2) eps_32 ||z||.
-    Un32, St32 = prob.check_tensors32()
+    Un32, S8 = prob.check_tensors()
     Un32 = Un32.clone()
     off = 0.5 * (k + 2) * float(torch.finfo(torch.float32).eps)
     Un32[b, 0], Un32[c, 0] = off, -off
-    monkeypatch.setattr(prob, "check_tensors32", lambda: (Un32, St32))
+    monkeypatch.setattr(prob, "check_tensors", lambda: (Un32, S8))
     kz, j = faces._min_row(z, pat, R, V)
     assert j.item() == b and kz.item() == ref_kz.item()
     # Three blocks, scanned in slices of one: each slice's rows near the

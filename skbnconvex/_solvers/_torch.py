@@ -455,10 +455,11 @@ class _Problem:
             self._S8 = self.St.to(torch.int8)
         return self._S8
 
-    def check_tensors32(self):
-        """Rows of ``Ut`` scaled to unit norm in float32, and the signs.
+    def check_tensors(self):
+        """Rows of ``Ut`` scaled to unit norm in float32, and the int8 signs.
 
-        For the projections' checks (``_Faces._min_row``); cached.
+        For the projections' float32 row checks (``_Faces._min_row``);
+        cached.
         """
         if self._Un32 is None:
             self._Un32 = (self.Ut / self.Ut.norm(dim=1, keepdim=True)).float()
@@ -760,13 +761,13 @@ class _Faces:
             or b * self.n < _CHECK32_MIN_ENTRIES
         ):
             return self._scan_rows(z, pat, R, V, prob.Ut, prob.signs8(), kzmin, jrow)
-        Ut32, St32 = prob.check_tensors32()
+        Ut32, S8 = prob.check_tensors()
         eps32 = float(torch.finfo(torch.float32).eps)
         zn = torch.linalg.vector_norm(z, dim=-1)
         band = 2.0 * (z.shape[1] + 2) * eps32 * zn
         m32 = torch.empty(b, dtype=torch.float32)
         _, _, cb, cj = self._scan_rows(
-            z.float(), pat, R, V, Ut32, St32, m32, jrow, band=band.float()
+            z.float(), pat, R, V, Ut32, S8, m32, jrow, band=band.float()
         )
         # The float32 minimiser's entry in float64.
         exact = prob.St[pat, jrow] * (prob.Ut[jrow] * z).sum(-1)
