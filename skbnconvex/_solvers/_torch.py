@@ -1379,6 +1379,15 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
     if f_start is None:
         f_start = prob.objective(W, prob.predict(W, wset.Dt))
     best, best_f, best_rows, best_raw, steps = None, np.inf, None, None, 0
+
+    def projected(W_flat, Z):
+        # ``W_flat`` with the support's blocks replaced by ``Z`` projected
+        # onto their cones, shaped as ``W``, and its objective.
+        W_p = W_flat.clone()
+        W_p[supp], _ = wset.faces.project_exact(wset.gidx[supp], Z, wset.faces.steps)
+        W_p = W_p.view_as(W)
+        return W_p, prob.objective(W_p, prob.predict(W_p, wset.Dt))
+
     for update in range(_NEWTON_FACE_UPDATES + 1):
         # Every attempt starts from the feasible point (a block that one
         # attempt drove out may belong to the support on the new faces).
@@ -1391,12 +1400,7 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
         W_raw = W_raw.to(prob.dtype)
         # The faces may be wrong: every block goes to its cone (cheap for
         # the nearly feasible blocks of a right guess).
-        W_new = W_raw.clone()
-        W_new[supp], _ = wset.faces.project_exact(
-            wset.gidx[supp], W_raw[supp], wset.faces.steps
-        )
-        W_new = W_new.view_as(W)
-        f_new = prob.objective(W_new, prob.predict(W_new, wset.Dt))
+        W_new, f_new = projected(W_raw, W_raw[supp])
         if f_new < best_f:
             best, best_f, best_raw = W_new, f_new, W_raw
             best_rows = [list(r) for r in rows], indep
@@ -1421,12 +1425,7 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
         # part of it, projected, can still descend.
         step = best_raw.view(-1, k)[supp].double() - W0
         for t in _NEWTON_BACKTRACK:
-            W_t = W.reshape(-1, k).clone()
-            W_t[supp], _ = wset.faces.project_exact(
-                wset.gidx[supp], (W0 + t * step).to(prob.dtype), wset.faces.steps
-            )
-            W_t = W_t.view_as(W)
-            f_t = prob.objective(W_t, prob.predict(W_t, wset.Dt))
+            W_t, f_t = projected(W.reshape(-1, k), (W0 + t * step).to(prob.dtype))
             if f_t < f_start:
                 best, best_f = W_t, f_t
                 break
