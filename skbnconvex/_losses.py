@@ -45,6 +45,8 @@ class SquaredLoss:
     #: Whether the loss is a sum of independent per-output terms, so that the
     #: decoupled program splits into one program per output.
     separable = True
+    #: Whether the Hessian in ``F`` is constant (the same at every point).
+    quadratic = True
 
     def value(self, F, Y):
         return 0.5 * np.sum((F - Y) ** 2) / Y.shape[1]
@@ -84,6 +86,8 @@ class SquaredLoss:
 
 class _WeightedLogLoss:
     """Sample weights of a log loss, in the program's output scale."""
+
+    quadratic = False
 
     def __init__(self, sample_weight=None):
         self.sample_weight = sample_weight

@@ -330,6 +330,54 @@ def test_newton_drops_a_block_and_converges(extra_face):
     assert steps < T._NEWTON_MAX // 2
 
 
+def test_newton_reuses_the_hessian_of_a_quadratic_loss_exactly(monkeypatch):
+    """The squared loss's Hessian, formed once per Newton attempt, is exact.
+
+    Its Hessian in ``F`` is constant, so after blocks leave, the Hessian of
+    the columns left is a principal submatrix of the first one: the
+    attempt of ``test_newton_drops_a_block_and_converges`` (a block driven
+    through zero) must give the same steps and point with the Hessian
+    formed anew at every step, while forming it fewer times.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    prog, res, wset, g, supp = _at_optimum()
+    prob, faces, W = wset.prob, wset.faces, wset.W
+    k = prog.k
+    faces.project_exact(wset.gidx[supp], g[supp], faces.steps)
+    W1 = W.reshape(-1, k).clone()
+    W1[supp] *= 1.0 + 0.2 * torch.linspace(-1, 1, len(supp), dtype=W1.dtype)[:, None]
+    # A small extra block along its dual vector: Newton sends it through
+    # zero, and the next step has one column fewer.
+    extra = int(torch.nonzero(torch.linalg.vector_norm(W1, dim=-1) == 0)[0, 0])
+    W1[extra] = 1e-6 * g[extra]
+    W1 = W1.view_as(W)
+    formed = []
+    hessian = T.torch_parameter_hessian
+
+    def counted(*args, **kwargs):
+        H = hessian(*args, **kwargs)
+        formed.append(H.shape[0])
+        return H
+
+    monkeypatch.setattr(T, "torch_parameter_hessian", counted)
+    cols = torch.as_tensor(sorted(supp.tolist() + [extra]))
+    rows = [faces.R[wset.gidx[b]][faces.V[wset.gidx[b]]].tolist() for b in cols]
+    pats = [int(b) % prog.n_patterns for b in cols]
+    W0 = W1.reshape(-1, k)[cols].double()
+    out = {}
+    for quadratic in (True, False):
+        monkeypatch.setattr(type(prob.loss), "quadratic", quadratic)
+        formed.clear()
+        Ws, steps, _ = T._newton_on_faces(wset, W.shape[0], cols, pats, rows, W0)
+        out[quadratic] = Ws, steps, list(formed)
+    (W_re, s_re, f_re), (W_new, s_new, f_new) = out[True], out[False]
+    assert s_re == s_new > 1
+    assert len(f_re) == 1 and len(f_new) == s_new
+    assert f_new[-1] < f_new[0]  # a block left on the way
+    np.testing.assert_allclose(W_re.numpy(), W_new.numpy(), rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("gram", ["float64", "float32"])
 def test_newton_on_the_faces_of_several_coupled_outputs(gram, monkeypatch):
     """The face Newton step with the outputs coupled (three classes).

@@ -1571,8 +1571,12 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     scale0 = float(bnorm(x).max())
     alive = torch.ones(T, dtype=torch.bool, device=dev)
     JaT, groups_a = JT, groups
-    # The loss Hessian of the last point where it was formed, and its
-    # columns, while only crossing blocks have left since (see below).
+    # A quadratic loss has one Hessian in F, the same at every point, so
+    # that in x of the columns left is a principal submatrix of the first
+    # one formed (columns only leave). A log loss's curvature moves with F:
+    # after blocks cross zero by 50% to 800% in a norm on letter and
+    # breast cancer, and the old matrix then sent Newton astray on breast
+    # cancer (every block crossing zero): formed anew at every step.
     H_loss, ia_loss = None, None
     it = 0
     for it in range(1, _NEWTON_MAX + 1):
@@ -1599,20 +1603,14 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
         for c, sl in groups_a:
             torch.mv(JaT[sl], rT[c], out=grad[sl])
         grad += beta * u
-        if H_loss is None:
+        if H_loss is None or not loss.quadratic:
             gram = None
             if len(ia) ** 2 * JaT.shape[1] >= _NEWTON_GRAM32_WORK:
                 gram = torch.float32
-            H_loss, ia_loss = torch_parameter_hessian(loss, F, Y, JaT.T, oa, gram), ia
-            H = H_loss.clone()
+            H = torch_parameter_hessian(loss, F, Y, JaT.T, oa, gram)
+            if loss.quadratic:
+                H_loss, ia_loss = H.clone(), ia
         else:
-            # Blocks that the last direction sent through zero have left at
-            # the same point otherwise: the loss Hessian of the rest is that
-            # of the last point without them, a principal submatrix, exact
-            # up to the curvature their removal changes (the gradient is the
-            # new point's, and the line search decides). Forming it anew
-            # after every such removal took 54% of letter's Hessian work
-            # (T = 1 517 -> 593 -> 335 ... in one attempt).
             keep = torch.searchsorted(ia_loss, ia)
             H = H_loss[keep][:, keep]
         # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block,
@@ -1642,7 +1640,6 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
             x = x * alive
             f = obj(x)
             continue
-        H_loss = None  # the step moves the point
         if dec <= 1e-15 * max(abs(f), 1e-300):
             # The objective is flat to round-off here, but not the dual
             # point that certifies it, which moves with x to first order:
