@@ -1572,11 +1572,12 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
     alive = torch.ones(T, dtype=torch.bool, device=dev)
     JaT, groups_a = JT, groups
     # A quadratic loss has one Hessian in F, the same at every point, so
-    # that in x of the columns left is a principal submatrix of the first
-    # one formed (columns only leave). A log loss's curvature moves with F:
-    # after blocks cross zero by 50% to 800% in a norm on letter and
-    # breast cancer, and the old matrix then sent Newton astray on breast
-    # cancer (every block crossing zero): formed anew at every step.
+    # the Hessian in x of the columns left is a principal submatrix of the
+    # first one formed (columns only leave). A log loss's curvature moves
+    # with F, so there it is formed at every step: after blocks had crossed
+    # zero it had moved by 50% to 800% in norm (letter, breast cancer), and
+    # the old matrix sent Newton astray (breast cancer: every block crossed
+    # zero, in every attempt).
     H_loss, ia_loss = None, None
     it = 0
     for it in range(1, _NEWTON_MAX + 1):
