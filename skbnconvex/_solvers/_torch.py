@@ -51,10 +51,13 @@ Method
    the active rows of the non-zero blocks changed, the program restricted
    to them (a group lasso on subspaces, smooth away from zero blocks) is
    solved by a damped Newton method with a dense Hessian of the size of the
-   faces; blocks it drives through zero leave. Near the optimum the faces
-   guessed from an iterate miss a row here and there: where Newton's point
-   leaves the cones of a few blocks only, the first row crossed joins the
-   face, rows with a negative multiplier leave it, and Newton runs again
+   faces; blocks it drives through zero leave (with the squared loss,
+   whose Hessian does not depend on the point, the matrix is formed once
+   per attempt and the columns left are its principal submatrix). Near
+   the optimum the faces guessed from an iterate miss a row here and
+   there: where Newton's point leaves the cones of a few blocks only, the
+   first row crossed joins the face, rows with a negative multiplier leave
+   it, and Newton runs again
    (a primal active-set step). Its best point, projected onto the cones,
    replaces the FISTA iterate when its objective is lower, and the
    certificate below decides; its faces become the remembered rows of the
