@@ -57,11 +57,11 @@ Method
    the optimum the faces guessed from an iterate miss a row here and
    there: where Newton's point leaves the cones of a few blocks only, the
    first row crossed joins the face, rows with a negative multiplier leave
-   it, and Newton runs again
-   (a primal active-set step). Its best point, projected onto the cones,
-   replaces the FISTA iterate when its objective is lower, and the
-   certificate below decides; its faces become the remembered rows of the
-   blocks, from which the certificate's projections start. Where the
+   it, and Newton runs again (a primal active-set step). Its best point,
+   projected onto the cones, replaces the FISTA iterate when its objective
+   is lower, and the certificate below decides; its faces become the
+   remembered rows of the blocks, from which the certificate's projections
+   start. Where the
    guesses keep failing (many outputs, far from the optimum) the attempts
    back off: after ``f`` refusals in a row, the next ``2^f - 1`` checks
    skip them.
