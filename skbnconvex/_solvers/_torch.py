@@ -61,10 +61,9 @@ Method
    projected onto the cones, replaces the FISTA iterate when its objective
    is lower, and the certificate below decides; its faces become the
    remembered rows of the blocks, from which the certificate's projections
-   start. Where the
-   guesses keep failing (many outputs, far from the optimum) the attempts
-   back off: after ``f`` refusals in a row, the next ``2^f - 1`` checks
-   skip them.
+   start. Where the guesses keep failing (many outputs, far from the
+   optimum) the attempts back off: after ``f`` refusals in a row, the next
+   ``2^f - 1`` checks skip them.
 
 4. **Working set over patterns** (as in the ``celer`` Lasso solver). The
    optimum uses few blocks and every iteration costs ``O(n k m)`` for ``m``
