@@ -5,8 +5,10 @@ Three models of the same architecture class, each in a
 (``../shared/data``, or ``$SKBNCONVEX_DATA``):
 
 1. ``ConvexBNReLUClassifier`` / ``ConvexBNReLURegressor`` (``init="adam"``,
-   ``patterns="sample"``, ``solver="auto"``; the other settings are the
-   command-line options, printed at the start of the run);
+   ``patterns="sample"`` or, with ``--patterns adaptive``, column
+   generation for ``--max-rounds`` rounds; ``solver="auto"``; the other
+   settings are the command-line options, printed at the start of the
+   run);
 2. ``MLPClassifier`` / ``MLPRegressor`` (solver adam) with one hidden layer
    as wide as the convex model's fitted ``n_neurons_`` (of its final refit);
 3. the non-convex BN network ``Linear -> BatchNorm1d -> ReLU -> Linear``
@@ -272,8 +274,9 @@ def make_model(which, kind, args, width=None):
     """Pipeline for ``which`` and the name of its alpha parameter."""
     if which == "convex":
         Est = ConvexBNReLUClassifier if kind == "clf" else ConvexBNReLURegressor
-        est = Est(n_patterns=args.n_patterns, init="adam", patterns="sample",
-                  solver="auto", tol=args.tol, random_state=0,
+        est = Est(n_patterns=args.n_patterns, init="adam", patterns=args.patterns,
+                  max_rounds=args.max_rounds, solver="auto", tol=args.tol,
+                  random_state=0,
                   max_iter=args.max_iter_clf if kind == "clf" else args.max_iter)
     elif which == "mlp":
         Est = MLPClassifier if kind == "clf" else MLPRegressor
@@ -527,6 +530,12 @@ def main(argv=None):
     parser.add_argument("--alphas", default="0.01,0.1,1,10,100",
                         help="alpha grid, the same for the three models")
     parser.add_argument("--n-patterns", type=int, default=128)
+    parser.add_argument("--patterns", choices=("sample", "adaptive"),
+                        default="sample",
+                        help="patterns of the convex model: sampled, or "
+                             "column generation from them (adaptive)")
+    parser.add_argument("--max-rounds", type=int, default=10,
+                        help="rounds of column generation (--patterns adaptive)")
     parser.add_argument("--max-iter", type=int, default=3000,
                         help="iteration cap of the convex solver (regression)")
     parser.add_argument("--max-iter-clf", type=int, default=1000,
@@ -594,8 +603,10 @@ def main(argv=None):
            if args.cv_select == "first" else "; chosen in every outer training fold"))
     log(f"classification: final fits on at most {args.convex_max_rows} training "
         "rows (all models; MLP and Adam BN also on all rows)")
-    log(f"convex: n_patterns={args.n_patterns}, init='adam', patterns='sample', "
-        f"solver='auto', max_iter={args.max_iter} (regression) / "
+    log(f"convex: n_patterns={args.n_patterns}, init='adam', "
+        f"patterns={args.patterns!r}"
+        + (f", max_rounds={args.max_rounds}" if args.patterns == "adaptive" else "")
+        + f", solver='auto', max_iter={args.max_iter} (regression) / "
         f"{args.max_iter_clf} (classification), tol={args.tol}, "
         f"certificate={args.certificate}")
     log(f"MLP: one hidden layer of the convex fit's width, solver adam, "
