@@ -334,10 +334,10 @@ def test_newton_reuses_the_hessian_of_a_quadratic_loss_exactly(monkeypatch):
     """The squared loss's Hessian, formed once per Newton attempt, is exact.
 
     Its Hessian in ``F`` is constant, so after blocks leave, the Hessian of
-    the columns left is a principal submatrix of the first one: the
-    attempt of ``test_newton_drops_a_block_and_converges`` (a block driven
-    through zero) must give the same steps and point with the Hessian
-    formed anew at every step, while forming it fewer times.
+    the columns left is a principal submatrix of the first one. An attempt
+    from the optimal support moved along its faces, plus a small extra
+    block that Newton drives through zero, must give the same steps and
+    point as with the Hessian formed anew at every step, forming it once.
     """
     from skbnconvex._solvers import _torch as T
 
