@@ -1615,7 +1615,7 @@ def _newton_on_faces(wset, C, supp, pats, rows, Ws):
                 H_loss, ia_loss = H.clone(), ia
         else:
             keep = torch.searchsorted(ia_loss, ia)
-            H = H_loss[keep][:, keep]
+            H = H_loss[keep[:, None], keep]
         # Hessian of beta ||x_b||: beta (I - u u^T) / ||x_b|| on each block,
         # i.e. beta / ||x_b|| on the diagonal minus beta Q Q^T, where
         # Q[j, b_j] = u_j / sqrt(||x_b||) (one product, no (T, T) masks).
