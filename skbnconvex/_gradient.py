@@ -176,14 +176,24 @@ def train_bn_relu_network(
             f"n_neurons={n_neurons} must be a multiple of n_outputs={C}."
         )
     loss_obj = get_loss(loss, C, sample_weight)
-    Xt = torch.as_tensor(X, dtype=dtype)
     Yt = torch.as_tensor(program_targets(loss_obj, Y, sample_weight), dtype=dtype)
     w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     n = float(w.sum())
     # Weights of the batch statistics, and sqrt(w) that maps the network's
     # outputs to the loss objects' scale (see skbnconvex._losses).
-    batch_w = torch.as_tensor(w / n, dtype=dtype)[None, :, None]
+    batch_w = w / n
     sqrt_w = torch.as_tensor(np.sqrt(w), dtype=dtype)[:, None]
+    # BN follows a linear layer on the full batch, so its statistics are
+    # those of the data: mean_j = xbar^T h_j and var_j = h_j^T Sigma h_j
+    # (Sigma the weighted covariance of X, in float64 once). The forward
+    # pass is then Xc (h_j g_j / sd_j) + b_j, one product and a ReLU over
+    # the (n, m) activations instead of some ten elementwise passes for the
+    # statistics and the normalisation, and their backward passes (energy
+    # at width 2 380: 85 ms a step).
+    xbar = batch_w @ X
+    Xc_np = X - xbar
+    Xc = torch.as_tensor(Xc_np, dtype=dtype)
+    Sigma = torch.as_tensor((Xc_np * batch_w[:, None]).T @ Xc_np, dtype=dtype)
     R = n_inits
     # Guards the BN of a constant neuron (1e-300 would be 0 in float32).
     tiny = torch.finfo(dtype).tiny
@@ -217,12 +227,16 @@ def train_bn_relu_network(
         t.requires_grad_()
     params = [hidden, weight, bias, output]
 
+    def batch_variance():
+        # h^T Sigma h, clipped at 0 against round-off (Sigma is PSD).
+        return (torch.matmul(Sigma, hidden) * hidden).sum(dim=1).clamp_min(0.0)
+
     def objectives():
-        H = torch.matmul(Xt, hidden)  # (R, n, m)
-        mean = (batch_w * H).sum(dim=1, keepdim=True)
-        var = (batch_w * (H - mean) ** 2).sum(dim=1, keepdim=True)
-        Z = (H - mean) / torch.sqrt(var + tiny)
-        A = torch.relu(Z * weight[:, None, :] + bias[:, None, :])
+        scale = weight / torch.sqrt(batch_variance() + tiny)  # (R, m)
+        # (X h - mean) / sd * g + b = Xc (h g / sd) + b.
+        A = torch.relu(torch.baddbmm(
+            bias[:, None, :], Xc.expand(R, -1, -1), hidden * scale[:, None, :]
+        ))
         F = torch.matmul(A, output * mask)
         values = torch.stack([loss_obj.torch_value(sqrt_w * F[r], Yt) for r in range(R)])
         pen = (weight**2).sum(1) + (bias**2).sum(1) + ((output * mask) ** 2).sum((1, 2))
@@ -272,9 +286,8 @@ def train_bn_relu_network(
         lbfgs.step(closure)
         record()
     with torch.no_grad():
-        H = torch.matmul(Xt, hidden)
-        mean = (batch_w * H).sum(dim=1)
-        var = (batch_w * (H - mean[:, None, :]) ** 2).sum(dim=1)
+        mean = torch.matmul(torch.as_tensor(xbar, dtype=dtype), hidden)
+        var = batch_variance()
         final = objectives().numpy()
         fitted = {
             "hidden": hidden.numpy().copy(),

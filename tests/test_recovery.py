@@ -275,3 +275,71 @@ def test_gradient_training_stops_once_progress_is_below_tol(patience):
     assert stop is not None and stop > patience  # some progress, then none
     assert early.history.shape == (stop + 1, 2)
     np.testing.assert_allclose(early.history, full.history[: stop + 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss_name, n_outputs", [("squared_error", 2), ("log_loss", 3)])
+def test_gradient_training_follows_the_textbook_batch_norm(weighted, loss_name, n_outputs):
+    """The trainer computes BN's statistics from the data's moments; Adam on
+    the textbook forward pass (statistics of the (n, m) pre-activations,
+    autograd through them) takes the same steps from the same start."""
+    from skbnconvex._gradient import train_bn_relu_network
+    from skbnconvex._losses import program_targets
+
+    rng = np.random.default_rng(3)
+    X, Y = make_regression_data(n=50, d=4, n_outputs=n_outputs, seed=6)
+    X[:, 3] = 2.0 * X[:, 2] + 1.0  # a singular covariance
+    if loss_name == "log_loss":
+        Y = np.eye(n_outputs)[rng.integers(0, n_outputs, len(X))]
+    w = rng.uniform(0.5, 2.0, len(X)) if weighted else np.ones(len(X))
+    m, alpha, lr, n_steps = 6, 0.3, 0.05, 25
+    mask = np.eye(n_outputs)[np.arange(m) % n_outputs]
+    start = dict(hidden=rng.standard_normal((4, m)), weight=rng.uniform(0.5, 1.5, m),
+                 bias=0.3 * rng.standard_normal(m),
+                 output=mask * rng.standard_normal((m, 1)))
+    fit = train_bn_relu_network(
+        X, Y, loss=loss_name, alpha=alpha, n_inits=1, n_steps=n_steps,
+        learning_rate=lr, record_every=1, initial_params=start,
+        sample_weight=w if weighted else None,
+    )
+
+    loss = get_loss(loss_name, n_outputs, w if weighted else None)
+    Yt = torch.as_tensor(program_targets(loss, Y, w if weighted else None))
+    Xt, wt = torch.as_tensor(X), torch.as_tensor(w / w.sum())[:, None]
+    params = [torch.tensor(start[key], dtype=torch.float64, requires_grad=True)
+              for key in ("hidden", "weight", "bias", "output")]
+    mask_t = torch.as_tensor(mask)
+
+    def objective():
+        hidden, weight, bias, output = params
+        H = Xt @ hidden
+        mean = (wt * H).sum(0)
+        var = (wt * (H - mean) ** 2).sum(0)
+        A = torch.relu((H - mean) / torch.sqrt(var) * weight + bias)
+        F = A @ (output * mask_t)
+        pen = (weight**2).sum() + (bias**2).sum() + ((output * mask_t) ** 2).sum()
+        value = loss.torch_value(torch.as_tensor(np.sqrt(w))[:, None] * F, Yt)
+        return (value + 0.5 * alpha * pen) / w.sum()
+
+    opt = torch.optim.Adam(params, lr=lr)
+    history = []
+    for _ in range(n_steps):
+        opt.zero_grad()
+        value = objective()
+        history.append(float(value.detach()))
+        value.backward()
+        opt.step()
+    history.append(float(objective()))
+    np.testing.assert_allclose(fit.history[:, 0], history, rtol=1e-10)
+    for key, p in zip(("hidden", "weight", "bias"), params):
+        np.testing.assert_allclose(fit.params[key][0], p.detach().numpy(),
+                                   rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(fit.params["output"][0],
+                               (params[3] * mask_t).detach().numpy(),
+                               rtol=1e-8, atol=1e-10)
+    # The recorded statistics are those of the last pre-activations.
+    H = X @ fit.params["hidden"][0]
+    mean = (w / w.sum()) @ H
+    np.testing.assert_allclose(fit.params["mean"][0], mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fit.params["var"][0], (w / w.sum()) @ (H - mean) ** 2,
+                               rtol=1e-9)
