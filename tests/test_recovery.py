@@ -278,8 +278,12 @@ def test_gradient_training_stops_once_progress_is_below_tol(patience):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("loss_name, n_outputs", [("squared_error", 2), ("log_loss", 3)])
-def test_gradient_training_follows_the_textbook_batch_norm(weighted, loss_name, n_outputs):
+@pytest.mark.parametrize(
+    "loss_name, n_outputs", [("squared_error", 2), ("log_loss", 3)]
+)
+def test_gradient_training_follows_the_textbook_batch_norm(
+    weighted, loss_name, n_outputs
+):
     """The trainer computes BN's statistics from the data's moments; Adam on
     the textbook forward pass (statistics of the (n, m) pre-activations,
     autograd through them) takes the same steps from the same start."""
