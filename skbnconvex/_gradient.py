@@ -193,7 +193,7 @@ def train_bn_relu_network(
     xbar = batch_w @ X
     Xc_np = X - xbar
     Xc = torch.as_tensor(Xc_np, dtype=dtype)
-    Sigma = torch.as_tensor((Xc_np * batch_w[:, None]).T @ Xc_np, dtype=dtype)
+    Sigma = torch.as_tensor((Xc_np * batch_w[:, None]).T @ Xc_np)
     R = n_inits
     # Guards the BN of a constant neuron (1e-300 would be 0 in float32).
     tiny = torch.finfo(dtype).tiny
@@ -228,11 +228,16 @@ def train_bn_relu_network(
     params = [hidden, weight, bias, output]
 
     def batch_variance():
-        # h^T Sigma h, clipped at 0 against round-off (Sigma is PSD).
-        return (torch.matmul(Sigma, hidden) * hidden).sum(dim=1).clamp_min(0.0)
+        # h^T Sigma h in float64 (O(d^2 m)): in float32 its relative error
+        # would grow with the square of the neuron's conditioning
+        # ||Sigma||^(1/2) ||h|| / sd, where that of the textbook forward
+        # pass grows with its first power. Clipped at 0 against round-off
+        # (Sigma is PSD).
+        h = hidden.double()
+        return (torch.matmul(Sigma, h) * h).sum(dim=1).clamp_min(0.0)
 
     def objectives():
-        scale = weight / torch.sqrt(batch_variance() + tiny)  # (R, m)
+        scale = weight / torch.sqrt(batch_variance() + tiny).to(dtype)  # (R, m)
         # (X h - mean) / sd * g + b = Xc (h g / sd) + b.
         A = torch.relu(torch.baddbmm(
             bias[:, None, :], Xc.expand(R, -1, -1), hidden * scale[:, None, :]
@@ -287,7 +292,7 @@ def train_bn_relu_network(
         record()
     with torch.no_grad():
         mean = torch.matmul(torch.as_tensor(xbar, dtype=dtype), hidden)
-        var = batch_variance()
+        var = batch_variance().to(dtype)
         final = objectives().numpy()
         fitted = {
             "hidden": hidden.numpy().copy(),
