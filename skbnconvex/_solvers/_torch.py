@@ -1420,7 +1420,13 @@ def _newton(wset, W, struct, f_start=None, backtrack=True):
         rows, n_changed = _face_update(wset, supp, pats, rows, W_raw.view_as(W), W0)
         if n_changed == 0 or n_changed > max(2.0, _NEWTON_UPDATE_FRACTION * len(rows)):
             break
-    if best is not None and best_f >= f_start and backtrack:
+    # A point within round-off of the start is not worse: Newton's polish
+    # of a point flat to round-off (see _newton_on_faces) shows in the
+    # certificate, not in the objective, and a fraction of it, whose value
+    # the round-off happened to put below, is only that fraction of the
+    # polish (the gap of a test's point halved instead of falling 1e5-fold,
+    # on one processor and not on another).
+    if best is not None and best_f > f_start + 1e-14 * abs(f_start) and backtrack:
         # Faces wrong for many blocks (at realistic rank a block lies on
         # dozens of hyperplanes, and Newton's point crosses others): the
         # projection of the full step costs more than the step gains, but
