@@ -333,7 +333,7 @@ def test_gradient_training_follows_the_textbook_batch_norm(
         history.append(float(value.detach()))
         value.backward()
         opt.step()
-    history.append(float(objective()))
+    history.append(float(objective().detach()))
     np.testing.assert_allclose(fit.history[:, 0], history, rtol=1e-10)
     for key, p in zip(("hidden", "weight", "bias"), params):
         np.testing.assert_allclose(fit.params[key][0], p.detach().numpy(),
