@@ -284,11 +284,14 @@ _ATTRIBUTES_DOC = r"""    hidden_weights_ : ndarray of shape (`n_features_in_`, 
         ``objective_``), ``lower_bound`` and ``gap`` (of the round's
         certificate), ``added`` and ``dropped`` (patterns, before the next
         round) and ``time`` (seconds since the start of the fit when the
-        round's network and certificate were ready, i.e. when a fit with
-        ``max_rounds`` ending there would have had its result; the next
-        round's Adam proposal comes after). Intermediate rounds are solved
-        to a looser accuracy than ``tol``; their objectives are those of
-        feasible networks all the same.
+        round's network and certificate were ready; the next round's Adam
+        proposal comes after). Intermediate rounds are solved to a looser
+        accuracy than ``tol``; their objectives are those of feasible
+        networks all the same. With ``init="adam"``, where the certificate
+        searches, the rounds before the last use a smaller search than
+        ``certificate_options``: their gaps are rougher estimates, and a fit
+        with ``max_rounds`` ending at a round takes that round's ``time``
+        plus the difference of the two searches.
     rank_ : int
         Rank of the centred training data.
     solver_ : str

@@ -464,6 +464,91 @@ def test_round_times_end_before_the_next_rounds_proposal():
     assert cg.history[2]["time"] >= cg.history[1]["time"] + 0.3
 
 
+@pytest.mark.parametrize("light_finds", ["violators", "nothing"])
+def test_rounds_before_a_proposal_use_a_light_search(monkeypatch, light_finds):
+    """In search mode with proposals, the certificates of the rounds that a
+    proposal follows use ``_ROUND_SEARCH`` (capped by the caller's options);
+    the loop's last certificate, the one returned, uses the caller's
+    options, and so does any round whose light search found no new violated
+    pattern (the loop may stop or re-solve on it)."""
+    import skbnconvex._column_generation as cg_module
+    from skbnconvex._column_generation import torch_solver
+    from skbnconvex._patterns import unique_patterns
+
+    if light_finds == "nothing":
+        # A search of nothing but the program's own patterns.
+        monkeypatch.setattr(cg_module, "_ROUND_SEARCH", dict(
+            n_samples=0, n_starts=0, n_ascent=0, n_flip_rounds=0, max_checks=0))
+    light = dict(cg_module._ROUND_SEARCH)
+    calls = []
+    certify = cg_module.optimality_certificate
+
+    def spy(*args, **kwargs):
+        cert = certify(*args, **kwargs)
+        calls.append((kwargs, cert))
+        return cert
+
+    monkeypatch.setattr(cg_module, "optimality_certificate", spy)
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(60, 8, loss, 0)
+    options = {"n_samples": 300, "n_starts": 4}
+    full = {**options}
+    capped = {**light, "n_samples": min(300, light["n_samples"]),
+              "n_starts": min(4, light["n_starts"])}
+    cg = column_generation(
+        Ut, Y, loss, 0.02, torch_solver(tol=1e-8, max_iter=5000), n_initial=5,
+        max_rounds=4, certificate_mode="search", certificate_options=options,
+        propose=lambda program, result: None, random_state=0,
+    )
+    assert len(cg.history) == 4
+
+    def search(kwargs):
+        return {key: kwargs[key] for key in cg_module._ROUND_SEARCH if key in kwargs}
+
+    # The last call is the loop's last round, with the caller's options.
+    assert search(calls[-1][0]) == full and cg.certificate is calls[-1][1]
+    rounds = []  # the calls of each round (one primal point each)
+    for kwargs, cert in calls:
+        if rounds and rounds[-1][0][0]["primal"] == kwargs["primal"]:
+            rounds[-1].append((kwargs, cert))
+        else:
+            rounds.append([(kwargs, cert)])
+    assert len(rounds) == 4
+    for calls_of_round in rounds[:-1]:
+        kwargs, cert = calls_of_round[0]
+        assert search(kwargs) == capped
+        D = kwargs["patterns"]
+        nothing_new = unique_patterns(cert.patterns, exclude=D).shape[1] == 0
+        if nothing_new or cert.gap <= 1e-6:
+            assert [search(k) for k, _ in calls_of_round[1:]] == [full]
+        else:
+            assert len(calls_of_round) == 1
+    if light_finds == "nothing":
+        assert all(len(calls_of_round) == 2 for calls_of_round in rounds[:-1])
+    else:
+        assert any(len(calls_of_round) == 1 for calls_of_round in rounds[:-1])
+
+
+def test_exact_rounds_before_a_proposal_stay_exact(monkeypatch):
+    import skbnconvex._column_generation as cg_module
+
+    modes = []
+    certify = cg_module.optimality_certificate
+
+    def spy(*args, **kwargs):
+        modes.append((kwargs["mode"], "max_checks" in kwargs))
+        return certify(*args, **kwargs)
+
+    monkeypatch.setattr(cg_module, "optimality_certificate", spy)
+    loss = SquaredLoss()
+    _, Ut, Y = _problem(16, 3, loss, 0)
+    column_generation(
+        Ut, Y, loss, 0.05, n_initial=5, max_rounds=3, certificate_mode="exact",
+        propose=lambda program, result: None, random_state=0,
+    )
+    assert len(modes) >= 2 and set(modes) == {("exact", False)}
+
+
 def test_column_generation_respects_the_budget():
     loss = SquaredLoss()
     _, Ut, Y = _problem(20, 3, loss, 1)
