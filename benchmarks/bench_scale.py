@@ -366,6 +366,10 @@ def main():
           f"tol={args.tol:g}, max_iter={args.max_iter}, threads={args.threads}, "
           f"random_state={args.random_state}, mem limit={args.mem_limit_gb:g} GB, "
           f"data={DATA}")
+    # glibc's allocator settings change large fits' times (user guide,
+    # "Large problems on Linux"): the children inherit them.
+    malloc = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
+    print(f"glibc malloc environment: {malloc or 'default'}")
     print(_header(), flush=True)
     results = []
     for dataset in args.datasets:
