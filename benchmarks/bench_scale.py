@@ -368,7 +368,7 @@ def main():
           f"data={DATA}")
     # glibc's allocator settings change large fits' times (user guide,
     # "Large problems on Linux"): the children inherit them.
-    malloc = {key: value for key, value in os.environ.items() if key.startswith("MALLOC_")}
+    malloc = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
     print(f"glibc malloc environment: {malloc or 'default'}")
     print(_header(), flush=True)
     results = []
