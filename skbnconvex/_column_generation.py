@@ -297,34 +297,28 @@ def column_generation(
             and result.tol is not None
             and (result.tol > tol or not result.converged)
         )
+        point = dict(
+            primal=result.objective,
+            patterns=D,
+            pattern_bounds=result.dual_bounds,
+            blocks=(result.Wp, result.Wn),
+            all_patterns=all_patterns,
+            mode="exact" if exact else "search",
+            n_violators=patterns_per_round,
+            tol=tol,
+            random_state=rng,
+        )
         F = program.predict(result.Wp, result.Wn)
-
-        def certify(search):
-            return optimality_certificate(
-                Ut,
-                F,
-                Y,
-                loss,
-                beta,
-                primal=result.objective,
-                patterns=D,
-                pattern_bounds=result.dual_bounds,
-                blocks=(result.Wp, result.Wn),
-                all_patterns=all_patterns,
-                mode="exact" if exact else "search",
-                n_violators=patterns_per_round,
-                tol=tol,
-                random_state=rng,
-                **search,
-            )
-
         light = propose is not None and not exact and round_ < max_rounds - 1
-        cert = certify(light_options if light else options)
-        if light and (
-            cert.gap <= tol or unique_patterns(cert.patterns, exclude=D).shape[1] == 0
-        ):
+        cert = optimality_certificate(
+            Ut, F, Y, loss, beta, **point, **(light_options if light else options)
+        )
+        # Most violated first, and only patterns not in the program.
+        new = unique_patterns(cert.patterns, exclude=D)
+        if light and (cert.gap <= tol or new.shape[1] == 0):
             # The loop may stop or re-solve on this certificate: the full one.
-            cert = certify(options)
+            cert = optimality_certificate(Ut, F, Y, loss, beta, **point, **options)
+            new = unique_patterns(cert.patterns, exclude=D)
         entry = {
             "round": round_,
             "n_patterns": D.shape[1],
@@ -348,8 +342,6 @@ def column_generation(
             converged = True
             message = "certified" if cert.certified else f"gap <= tol={tol}"
         else:
-            # Most violated first, and only patterns not in the program.
-            new = unique_patterns(cert.patterns, exclude=D)
             resolve = inexact and (cert.certified or new.shape[1] == 0)
             proposal = None
             if propose is not None and not resolve and round_ < max_rounds - 1:
