@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
@@ -138,9 +139,7 @@ def main():
             print(f"{'':42} no round below Adam's best")
             continue
         t = time.perf_counter()
-        est = Est(alpha=alpha, n_patterns=args.n_patterns, solver=args.solver,
-                  random_state=0, patterns="adaptive", init="adam",
-                  max_rounds=below + 1).fit(X, y)
+        est = clone(rows[-1][1]).set_params(max_rounds=below + 1).fit(X, y)
         t = time.perf_counter() - t
         print(f"{'':42} below Adam's best after round {below}: a fit with "
               f"max_rounds={below + 1} took {t:.1f} s = {t / t_adam:.2f} of "
