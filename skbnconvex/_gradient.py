@@ -14,9 +14,83 @@ examples and tests can compare both on equal terms.
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.utils import check_random_state
 
 from ._losses import get_loss, program_targets
+
+
+class _Workspace:
+    """Buffers of the hidden layer's activations, reused at every step.
+
+    Large fresh tensors are expensive on Linux: glibc maps every block above
+    32 MB afresh and unmaps it when freed, so each new ``(n, m)`` tensor
+    page-faults in again (letter's proposals, 16 000 rows x 3 562 neurons in
+    float32, one thread: a ReLU over fresh memory 108 ms, over reused memory
+    10 ms). The activations are stored transposed, ``(R, m, n)``: the
+    product ``W^T Xc^T`` with its inner dimension ``d`` runs twice as fast
+    in that layout (51 ms instead of 106 ms at that shape), and the neurons
+    of one output are contiguous rows (they are ordered by the output they
+    feed, ``groups[c]`` the rows of output ``c``).
+    """
+
+    def __init__(self, Xc, R, m, groups, dtype):
+        n = Xc.shape[0]
+        self.Xc = Xc
+        self.XcT = Xc.t().contiguous().expand(R, -1, -1)
+        self.groups = groups
+        self.A = torch.empty(R, m, n, dtype=dtype)  # relu(Xc W + b)^T
+        self.dA = torch.empty(R, m, n, dtype=dtype)
+        # Counts forward passes: a backward pass must follow its own.
+        self.version = 0
+
+
+class _HiddenReadout(torch.autograd.Function):
+    """``F[:, :, c] = relu(Xc W + b)[:, :, groups[c]] @ v[:, groups[c]]``.
+
+    The decoupled read-out as one product per output (``n m`` operations
+    where a dense ``(m, n_outputs)`` read-out matrix takes ``n m
+    n_outputs``), forward and backward by hand into the workspace's buffers
+    (autograd would allocate every ``(n, m)`` intermediate afresh). Letter's
+    proposal shape above: 0.19 s a step instead of 1.0 s.
+    """
+
+    @staticmethod
+    def forward(ctx, W, b, v, work):
+        A = work.A
+        torch.baddbmm(b[:, :, None], W.transpose(1, 2), work.XcT, out=A)
+        A.relu_()
+        R, _, n = A.shape
+        F = A.new_zeros(R, len(work.groups), n)
+        for c, (s, e) in enumerate(work.groups):
+            if e > s:
+                F[:, c] = torch.bmm(v[:, None, s:e], A[:, s:e])[:, 0]
+        work.version += 1
+        ctx.work, ctx.version = work, work.version
+        ctx.save_for_backward(v)
+        return F.transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, dF):
+        work = ctx.work
+        if work.version != ctx.version:
+            raise RuntimeError(
+                "The activations were overwritten by another forward pass "
+                "before this backward pass."
+            )
+        (v,) = ctx.saved_tensors
+        A, dA = work.A, work.dA
+        G = dF.transpose(1, 2).contiguous()  # (R, n_outputs, n)
+        dv = torch.zeros_like(v)
+        for c, (s, e) in enumerate(work.groups):
+            if e > s:
+                dv[:, s:e] = torch.bmm(A[:, s:e], G[:, c, :, None])[:, :, 0]
+                torch.mul(v[:, s:e, None], G[:, c : c + 1], out=dA[:, s:e])
+        # ReLU's own backward, in place: zero where the activation is 0
+        # (one pass; a boolean mask and masked_fill_ took 15 times longer).
+        torch.ops.aten.threshold_backward.grad_input(dA, A, 0, grad_input=dA)
+        dW = torch.matmul(dA, work.Xc).transpose(1, 2)
+        return dW, dA.sum(2), dv, None
 
 
 @dataclass
@@ -163,8 +237,6 @@ def train_bn_relu_network(
     """
     import time
 
-    import torch
-
     dtype = torch.float64 if dtype is None else dtype
     rng = check_random_state(random_state)
     X = np.asarray(X, dtype=np.float64)
@@ -221,12 +293,23 @@ def train_bn_relu_network(
         )
         out0 = start[3]
         feeds = np.where(np.abs(out0).max(1) > 0, np.abs(out0).argmax(1), np.arange(m) % C)
+    # Neurons in the order of the outputs they feed (stable: within an
+    # output, the given order), so that each output reads contiguous
+    # columns; the fitted parameters are returned in the given order.
+    order = np.argsort(feeds, kind="stable")
+    hidden, weight, bias, output = (
+        hidden[:, :, order], weight[:, order], bias[:, order], output[:, order]
+    )
+    feeds = feeds[order]
+    ends = np.searchsorted(feeds, np.arange(C), side="right")
+    groups = [(int(s), int(e)) for s, e in zip(np.r_[0, ends[:-1]], ends)]
     mask = torch.zeros(m, C, dtype=dtype)
     mask[torch.arange(m), torch.as_tensor(feeds)] = 1.0  # decoupled read-out
     output = output * mask
     for t in (hidden, weight, bias, output):
         t.requires_grad_()
     params = [hidden, weight, bias, output]
+    work = _Workspace(Xc, R, m, groups, dtype)
 
     def batch_variance():
         # h^T Sigma h in float64 (O(d^2 m)): in float32 its relative error
@@ -240,12 +323,12 @@ def train_bn_relu_network(
     def objectives():
         scale = weight / torch.sqrt(batch_variance() + tiny).to(dtype)  # (R, m)
         # (X h - mean) / sd * g + b = Xc (h g / sd) + b.
-        A = torch.relu(torch.baddbmm(
-            bias[:, None, :], Xc.expand(R, -1, -1), hidden * scale[:, None, :]
-        ))
-        F = torch.matmul(A, output * mask)
+        readout = output * mask
+        F = _HiddenReadout.apply(
+            hidden * scale[:, None, :], bias, readout.sum(2), work
+        )
         values = torch.stack([loss_obj.torch_value(sqrt_w * F[r], Yt) for r in range(R)])
-        pen = (weight**2).sum(1) + (bias**2).sum(1) + ((output * mask) ** 2).sum((1, 2))
+        pen = (weight**2).sum(1) + (bias**2).sum(1) + (readout**2).sum((1, 2))
         return (values + 0.5 * alpha * pen) / n
 
     if optimizer == "adam":
@@ -295,12 +378,13 @@ def train_bn_relu_network(
         mean = torch.matmul(torch.as_tensor(xbar, dtype=dtype), hidden)
         var = batch_variance().to(dtype)
         final = objectives().numpy()
+        given = np.argsort(order)  # back to the given order of the neurons
         fitted = {
-            "hidden": hidden.numpy().copy(),
-            "weight": weight.numpy().copy(),
-            "bias": bias.numpy().copy(),
-            "output": (output * mask).numpy().copy(),
-            "mean": mean.numpy().copy(),
-            "var": var.numpy().copy(),
+            "hidden": hidden.numpy()[:, :, given],
+            "weight": weight.numpy()[:, given],
+            "bias": bias.numpy()[:, given],
+            "output": (output * mask).numpy()[:, given],
+            "mean": mean.numpy()[:, given],
+            "var": var.numpy()[:, given],
         }
     return GradientFit(final, np.array(history), np.array(times), fitted)

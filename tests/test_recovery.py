@@ -347,3 +347,62 @@ def test_gradient_training_follows_the_textbook_batch_norm(
     np.testing.assert_allclose(fit.params["mean"][0], mean, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fit.params["var"][0], (w / w.sum()) @ (H - mean) ** 2,
                                rtol=1e-9)
+
+
+def test_hidden_readout_gradients_match_finite_differences():
+    """The hand-written backward pass of the trainer's hidden layer and
+    decoupled read-out against finite differences (float64), with two
+    initialisations, outputs fed by 3, 0 and 2 neurons, and ReLUs on both
+    sides of their kink."""
+    from skbnconvex._gradient import _HiddenReadout, _Workspace
+
+    rng = np.random.default_rng(0)
+    n, d, R, groups = 9, 3, 2, [(0, 3), (3, 3), (3, 5)]
+    m = groups[-1][1]
+    Xc = torch.as_tensor(rng.standard_normal((n, d)))
+    work = _Workspace(Xc, R, m, groups, torch.float64)
+    W, b, v = (torch.tensor(rng.standard_normal(shape), requires_grad=True)
+               for shape in ((R, d, m), (R, m), (R, m)))
+
+    weights = torch.as_tensor(rng.standard_normal((R, n, len(groups))))
+
+    def value(W, b, v):
+        return (_HiddenReadout.apply(W, b, v, work) * weights).sum()
+
+    pre = torch.baddbmm(b[:, None, :], Xc.expand(R, -1, -1), W)
+    assert 0.2 < (pre > 0).double().mean() < 0.8
+    value(W, b, v).backward()
+    grads = [t.grad.clone() for t in (W, b, v)]
+    # Central differences along random directions (the kinks are at least
+    # 1e-3 away from the points probed).
+    assert pre.abs().min() > 1e-3
+    with torch.no_grad():
+        for _ in range(5):
+            dirs = [torch.as_tensor(rng.standard_normal(t.shape)) for t in (W, b, v)]
+            h = 1e-6
+            up = value(*(t + h * u for t, u in zip((W, b, v), dirs)))
+            down = value(*(t - h * u for t, u in zip((W, b, v), dirs)))
+            slope = sum((g * u).sum() for g, u in zip(grads, dirs))
+            assert float(slope) == pytest.approx(float(up - down) / (2 * h), rel=1e-6)
+    # The forward pass is the plain formula with a dense read-out matrix.
+    dense = torch.zeros(R, m, len(groups), dtype=torch.float64)
+    for c, (s, e) in enumerate(groups):
+        dense[:, s:e, c] = v[:, s:e].detach()
+    F = _HiddenReadout.apply(W, b, v, work).detach().numpy()
+    np.testing.assert_allclose(F, (torch.relu(pre) @ dense).detach().numpy(),
+                               rtol=1e-13, atol=1e-14)
+
+
+def test_hidden_readout_refuses_a_stale_backward_pass():
+    """The activations live in buffers reused by every forward pass: a
+    backward pass after another forward pass raises instead of using them."""
+    from skbnconvex._gradient import _HiddenReadout, _Workspace
+
+    Xc = torch.randn(6, 2, dtype=torch.float64)
+    work = _Workspace(Xc, 1, 2, [(0, 2)], torch.float64)
+    W = torch.randn(1, 2, 2, dtype=torch.float64, requires_grad=True)
+    b, v = torch.ones(1, 2, requires_grad=True), torch.ones(1, 2)
+    first = _HiddenReadout.apply(W, b.double(), v.double(), work).sum()
+    _HiddenReadout.apply(W, b.double(), v.double(), work)
+    with pytest.raises(RuntimeError, match="overwritten"):
+        first.backward()
