@@ -12,6 +12,9 @@ their final objectives (the same iterates).
 Run from the repository root, alone on the machine::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_gradient.py --threads 1
+
+``--cases letter`` runs the cases whose name contains "letter" only (e.g.
+to compare allocator settings, which are environment variables).
 """
 
 import argparse
@@ -73,13 +76,17 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cases", nargs="*", default=None,
+                        help="only the cases whose name contains one of these")
     args = parser.parse_args()
+    cases = [case for case in CASES
+             if args.cases is None or any(key in case[0] for key in args.cases)]
     torch.set_num_threads(args.threads)
     print(f"torch threads {torch.get_num_threads()}, {args.steps} Adam steps "
           f"(letter: a tenth), best of {args.repeat}")
     print(f"{'case':22} {'dtype':8} {'n':>6} {'width':>6} {'inits':>5} "
           f"{'textbook ms':>12} {'trainer ms':>11} {'ratio':>6} {'max rel diff':>13}")
-    for name, n, d, m, R, loss, C, share in CASES:
+    for name, n, d, m, R, loss, C, share in cases:
         steps = max(1, round(share * args.steps))
         rng = np.random.default_rng(0)
         X = rng.standard_normal((n, d))
