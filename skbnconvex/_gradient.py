@@ -304,12 +304,11 @@ def train_bn_relu_network(
     feeds = feeds[order]
     ends = np.searchsorted(feeds, np.arange(C), side="right")
     groups = [(int(s), int(e)) for s, e in zip(np.r_[0, ends[:-1]], ends)]
-    mask = torch.zeros(m, C, dtype=dtype)
-    mask[torch.arange(m), torch.as_tensor(feeds)] = 1.0  # decoupled read-out
-    output = output * mask
-    for t in (hidden, weight, bias, output):
+    # Decoupled read-out: neuron j's one weight, to output feeds[j].
+    readout = output[:, torch.arange(m), torch.as_tensor(feeds)]  # (R, m)
+    for t in (hidden, weight, bias, readout):
         t.requires_grad_()
-    params = [hidden, weight, bias, output]
+    params = [hidden, weight, bias, readout]
     work = _Workspace(Xc, R, m, groups, dtype)
 
     def batch_variance():
@@ -324,12 +323,9 @@ def train_bn_relu_network(
     def objectives():
         scale = weight / torch.sqrt(batch_variance() + tiny).to(dtype)  # (R, m)
         # (X h - mean) / sd * g + b = Xc (h g / sd) + b.
-        readout = output * mask
-        F = _HiddenReadout.apply(
-            hidden * scale[:, None, :], bias, readout.sum(2), work
-        )
+        F = _HiddenReadout.apply(hidden * scale[:, None, :], bias, readout, work)
         values = torch.stack([loss_obj.torch_value(sqrt_w * F[r], Yt) for r in range(R)])
-        pen = (weight**2).sum(1) + (bias**2).sum(1) + (readout**2).sum((1, 2))
+        pen = (weight**2).sum(1) + (bias**2).sum(1) + (readout**2).sum(1)
         return (values + 0.5 * alpha * pen) / n
 
     if optimizer == "adam":
@@ -380,11 +376,13 @@ def train_bn_relu_network(
         var = batch_variance().to(dtype)
         final = objectives().numpy()
         given = np.argsort(order)  # back to the given order of the neurons
+        mask = torch.zeros(m, C, dtype=dtype)
+        mask[torch.arange(m), torch.as_tensor(feeds)] = 1.0
         fitted = {
             "hidden": hidden.numpy()[:, :, given],
             "weight": weight.numpy()[:, given],
             "bias": bias.numpy()[:, given],
-            "output": (output * mask).numpy()[:, given],
+            "output": (readout[:, :, None] * mask).numpy()[:, given],
             "mean": mean.numpy()[:, given],
             "var": var.numpy()[:, given],
         }
