@@ -158,7 +158,9 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         ``n_patterns`` trained briefly (1000 full-batch Adam steps) by
         gradient descent; the convex program then contains that network,
         so the fit is at least as good, and at realistic rank these
-        patterns are far better than random ones. That network, written as
+        patterns are far better than random ones (and a wide warm-up
+        better than a narrow one where the optimum is a wide network: see
+        the user guide). That network, written as
         blocks of the program, is also the solver's starting point (torch
         solver; cvxpy has no warm start). With ``patterns="adaptive"``
         (and ``spectral_power=0``) every round also runs up to 3000 Adam
