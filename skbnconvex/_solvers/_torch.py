@@ -80,8 +80,9 @@ Method
    iterations). When, at the rate of its restricted gaps over the last
    ``_STALL_CHECKS`` checks, FISTA would need more iterations than the
    barrier method costs (``_BARRIER_NEWTON_STEPS`` Newton steps, counted
-   in operations), the working set is solved by the log-barrier
-   interior-point method of :mod:`._barrier`, whose Newton systems have
+   in operations), the working set is solved by the primal-dual
+   interior-point method of :mod:`._barrier` (log barrier, Mehrotra's
+   predictor-corrector), whose Newton systems have
    the size of ``m k`` (per output) and whose iteration count does not
    depend on conditioning; later working sets of the same solve go to it
    after one check. It applies while those systems fit ``_BARRIER_ENTRIES_MAX``
@@ -1731,7 +1732,7 @@ def solve_torch(
         (2D_i - I) U' b_{c,i} \ge 0,
 
     by accelerated proximal gradient on working sets of patterns, with a
-    log-barrier interior-point method on the working sets where it stalls;
+    primal-dual interior-point method on the working sets where it stalls;
     see the module docstring for the method.
 
     Parameters
