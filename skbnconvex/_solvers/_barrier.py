@@ -216,16 +216,6 @@ class _BarrierProblem:
         s = torch.sqrt(mu * mu + self.beta**2 * (V * V).sum(-1))
         return s - mu * torch.log(mu + s), s
 
-    def value(self, V, mu):
-        """Barrier objective, +inf outside the domain."""
-        R = self.margins(V)
-        if bool((R <= 0).any()):
-            return float("inf")
-        F = self.predict(V)
-        psi, _ = self.norm_terms(V, mu)
-        rows = float((torch.log(R) * self.mask).sum())
-        return float(self.loss.torch_value(F, self.Y)) + float(psi.sum()) - mu * rows
-
     @property
     def nu(self):
         """Parameter of the barrier: its rows plus two per cone (SOC)."""
@@ -352,13 +342,6 @@ class _BarrierProblem:
             return torch.stack((0.5 * (dp + dy), 0.5 * (dp - dy)), dim=1)
 
         return solve
-
-    def newton_step(self, V, mu):
-        """Newton direction ``dV`` of the primal barrier and the decrement ``lambda^2``."""
-        R = self.margins(V)
-        g = self.gradient(V, mu) - self.row_term(mu * self.mask / R)
-        dV = self.factor(V, mu, mu * self.mask / R**2)(g)
-        return dV, -float((g * dV).sum())
 
 
 def _to_boundary(x, dx, where=None):
