@@ -259,7 +259,10 @@ _BARRIER_ENTRIES_MAX = 2.5e7
 # (letter, 26 classes: 3 s per Hessian, 260 s for one working set).
 _BARRIER_FLOPS_MAX = 4e10
 # Newton steps that a barrier solve of a working set is counted at, against
-# FISTA's projected iterations, when deciding that FISTA has stalled.
+# FISTA's projected iterations, when deciding that FISTA has stalled (the
+# primal-dual method took 13-62 on the stalled working sets of synthetic
+# data, energy efficiency, breast cancer and diabetes; a step is one
+# factorisation and two solves).
 _BARRIER_NEWTON_STEPS = 50
 # Relative decrease of the objective over _STALL_CHECKS checks below which
 # a working set is at its round-off floor.
