@@ -82,10 +82,10 @@ Method
    barrier method costs (``_BARRIER_NEWTON_STEPS`` Newton steps, counted
    in operations), the working set is solved by the primal-dual
    interior-point method of :mod:`._barrier` (log barrier, Mehrotra's
-   predictor-corrector), whose Newton systems have
-   the size of ``m k`` (per output) and whose iteration count does not
-   depend on conditioning; later working sets of the same solve go to it
-   after one check. It applies while those systems fit ``_BARRIER_ENTRIES_MAX``
+   predictor-corrector), whose Newton systems have the size of ``m k``
+   (per output) and whose iteration count does not depend on
+   conditioning; later working sets of the same solve go to it after one
+   check. It applies while those systems fit ``_BARRIER_ENTRIES_MAX``
    entries, their loss Hessians cost at most ``_BARRIER_FLOPS_MAX``
    operations, and every pattern's cone has an interior.
 
