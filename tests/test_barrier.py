@@ -63,11 +63,11 @@ def test_newton_direction_is_the_dense_newton_direction(case):
     R = bp.margins(V)
     # The gradient without the rows' log terms, and the rows' K^T (mu / r).
     g_rows = g.view_as(V) + bp.row_term(mu * bp.mask / R)
-    np.testing.assert_allclose(bp.gradient(V, mu), g_rows, rtol=1e-9,
+    np.testing.assert_allclose(bp.gradient(V, bp.predict(V), mu), g_rows, rtol=1e-9,
                                atol=1e-12 * float(g.abs().max()))
     # The Newton direction of the barrier: rows weighted by mu / r^2.
     dense = torch.linalg.solve(H, -g)
-    dV = bp.factor(V, mu, mu * bp.mask / R**2)(g.view_as(V))
+    dV = bp.factor(V, bp.predict(V), mu, mu * bp.mask / R**2)(g.view_as(V))
     np.testing.assert_allclose(dV.reshape(-1), dense, rtol=1e-8,
                                atol=1e-10 * float(dense.abs().max()))
     # The primal-dual method's system: the rows weighted by any positive
@@ -78,7 +78,7 @@ def test_newton_direction_is_the_dense_newton_direction(case):
     extra = torch.einsum("csmn,csmnk,csmnl->csmkl", w - mu * bp.mask / R**2, K, K)
     H_w = H + torch.block_diag(*extra.reshape(-1, *extra.shape[-2:]))
     dense_w = torch.linalg.solve(H_w, -g)
-    dV_w = bp.factor(V, mu, w)(g.view_as(V))
+    dV_w = bp.factor(V, bp.predict(V), mu, w)(g.view_as(V))
     np.testing.assert_allclose(dV_w.reshape(-1), dense_w, rtol=1e-8,
                                atol=1e-10 * float(dense_w.abs().max()))
 

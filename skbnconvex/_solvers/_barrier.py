@@ -202,19 +202,18 @@ class _BarrierProblem:
         """Rows ``K_i v_b`` of every block, shape (C, 2, m, n)."""
         return self.St * (V @ self.Ut.T)
 
-    def norm_terms(self, V, mu):
-        """``psi``: the penalty and cone barrier with ``t`` eliminated.
+    def norm_root(self, V, mu):
+        """``s`` of ``psi``, the penalty and cone barrier with ``t`` eliminated.
 
         For a block, ``min_t beta t - mu log(t^2 - ||v||^2)`` is attained at
         ``t = (mu + s) / beta``, ``s = sqrt(mu^2 + beta^2 ||v||^2)``, and
         equals ``s - mu log(mu + s)`` up to a constant: a smoothed
         ``beta ||v||``. Eliminating ``t`` this way keeps the Newton
         systems well conditioned (with ``t`` as a variable the block
-        Hessians have condition numbers ~ 1 / (t - ||v||)).
-        Returns ``psi`` and ``s`` per block.
+        Hessians have condition numbers ~ 1 / (t - ||v||)). The
+        derivatives of ``psi`` need only ``s``, per block.
         """
-        s = torch.sqrt(mu * mu + self.beta**2 * (V * V).sum(-1))
-        return s - mu * torch.log(mu + s), s
+        return torch.sqrt(mu * mu + self.beta**2 * (V * V).sum(-1))
 
     @property
     def nu(self):
@@ -265,12 +264,15 @@ class _BarrierProblem:
         G4[j, i] = Gk  # Gk is symmetric in (a, b)
         return G4.transpose(1, 2).reshape(m * k, m * k)
 
-    def gradient(self, V, mu):
-        """Gradient of the loss and the cones' ``psi`` (no row terms)."""
+    def gradient(self, V, F, mu):
+        """Gradient of the loss and the cones' ``psi`` (no row terms).
+
+        ``F = predict(V)``, computed once per step by the caller.
+        """
         C, m, k = self.C, self.m, self.k
-        gL = self.loss.torch_gradient(self.predict(V), self.Y)  # (n, C)
+        gL = self.loss.torch_gradient(F, self.Y)  # (n, C)
         gy = (self.A.T @ gL).T.reshape(C, m, k)
-        _, sq = self.norm_terms(V, mu)
+        sq = self.norm_root(V, mu)
         # grad psi = beta^2 v / (mu + s).
         return torch.stack((gy, -gy), dim=1) + (self.beta**2 / (mu + sq))[..., None] * V
 
@@ -278,17 +280,18 @@ class _BarrierProblem:
         """``K^T h`` per block for row weights ``h`` (C, 2, m, n)."""
         return (self.St * h) @ self.Ut
 
-    def factor(self, V, mu, weight):
+    def factor(self, V, F, mu, weight):
         """Factorise the Newton matrix at ``V``; returns ``solve(g) -> -H^-1 g``.
 
         ``H`` is the Hessian of the loss and of the cones' ``psi`` (weight
         ``mu``) plus ``K^T diag(weight) K`` per block, ``weight``
         (C, 2, m, n) non-zero on the rows of the barrier only: ``mu / r^2``
-        for the primal barrier, ``z / r`` for the primal-dual method.
+        for the primal barrier, ``z / r`` for the primal-dual method;
+        ``F = predict(V)``.
         """
         C, m, k = self.C, self.m, self.k
         Ut = self.Ut
-        _, sq = self.norm_terms(V, mu)
+        sq = self.norm_root(V, mu)
         b2 = self.beta**2
         # Block Hessians (C, 2, m, k, k): the cone rows, and
         # beta^2 / (mu + s) (I - beta^2 v v^T / (s (mu + s))) from psi.
@@ -317,7 +320,7 @@ class _BarrierProblem:
         Q = Kyy - Kyp @ X
         Q = 0.5 * (Q + Q.mT)
 
-        G = self.loss_hessian(self.predict(V))
+        G = self.loss_hessian(F)
         M = G.clone()
         idx = torch.arange(m, device=V.device)
         if G.dim() == 3:
@@ -413,9 +416,10 @@ def barrier_solve(Ut, Dt, Y, loss, beta, W0, Z, gap_abs, target_abs, max_iter):
         small = comp + 2.0 * n_cones * mu
         if small <= 0.5 * target_abs and (full >= 2 or small <= 1e-3 * target_abs):
             break
-        g = bp.gradient(V, mu)
+        F = bp.predict(V)
+        g = bp.gradient(V, F, mu)
         try:
-            solve = bp.factor(V, mu, z / R)
+            solve = bp.factor(V, F, mu, z / R)
         except torch.linalg.LinAlgError:
             break  # the current point is feasible; the caller judges it
         steps += 1
