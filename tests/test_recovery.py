@@ -394,5 +394,3 @@ def test_hidden_readout_gradients_match_finite_differences():
         down = value(*(t - h * u for t, u in zip((W, b, v), dirs)))
         slope = sum(float((g * u).sum()) for g, u in zip(grads, dirs))
         assert slope == pytest.approx((up - down) / (2 * h), rel=1e-6)
-
-
