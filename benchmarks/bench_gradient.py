@@ -27,12 +27,14 @@ from skbnconvex._gradient import train_bn_relu_network
 from skbnconvex._losses import get_loss, program_targets
 
 # (name, n, d, width, n_inits, loss, n_outputs, steps): the races' shapes,
+# the warm-up of init="adam" on the race's synthetic data (512 neurons),
 # energy's accuracy fits at small alpha, pendigits, and letter's proposals
 # at the accuracy benchmark's alpha (3 574 neurons; a multiple of its 26
 # classes here), whose steps are a tenth of --steps.
 CASES = (
     ("breast cancer shape", 569, 30, 70, 4, "log_loss", 1, 1.0),
     ("synthetic shape", 500, 20, 100, 4, "squared_error", 1, 1.0),
+    ("warm-up, synthetic", 500, 20, 512, 1, "squared_error", 1, 1.0),
     ("energy, wide", 410, 8, 2380, 2, "squared_error", 1, 1.0),
     ("pendigits shape", 7494, 16, 340, 2, "squared_error", 1, 1.0),
     ("pendigits, 10 classes", 7494, 16, 340, 2, "log_loss", 10, 1.0),
