@@ -88,11 +88,11 @@ _REFINE_STEPS = 24
 # Most rows whose half-spaces give the cheap bounds (_upper_bounds).
 _CUT_ROWS = 4096
 # Candidates whose bounds are refined together. A refinement is
-# _REFINE_STEPS steps of a dozen tensor operations each, whose fixed cost
-# larger chunks pay less often: the final certificates of the race's fits (captured,
-# one thread, best of 2; 64 / 256 / 512) took 1.06 / 0.91 / 0.88 s
-# (synthetic), 1.59 / 1.35 / 1.39 s (breast cancer) and 3.58 / 3.11 /
-# 3.17 s (red wine), with the same exact projections and the same result.
+# _REFINE_STEPS steps of a dozen tensor operations each, whose fixed
+# cost larger chunks pay less often: the final certificates of the race's
+# fits (captured, one thread, best of 2; 64 / 256 / 512) took 1.06 / 0.91
+# / 0.88 s (synthetic), 1.59 / 1.35 / 1.39 s (breast cancer) and 3.58 /
+# 3.11 / 3.17 s (red wine), with the same exact projections and result.
 _REFINE_CHUNK = 256
 # Cost of an exact projection beyond its products with U' (the small NNLS
 # solves and their set-up), in the units of _refine_pays: measured, about
