@@ -26,6 +26,16 @@ import numpy as np
 from ._nnls import cone_projection_on_rows
 from ._patterns import pattern_signs
 
+# predict sums the non-zero pairs (output, pattern) alone while they are at
+# most 1/_SPARSE_PAIRS of all pairs: at letter's shape (20 000 rows, 26
+# outputs, 512 patterns, one thread) 350 pairs took 0.09 s instead of the
+# dense product's 0.69 s, 1 664 pairs 0.30 s against 0.69 s, and the two
+# break even near a quarter (3 328 pairs: 0.54 s against 0.52 s); the
+# fitted networks use a few percent of the pairs.
+_SPARSE_PAIRS = 8
+# Most entries of predict's (rows, pairs) temporaries.
+_CHUNK_ENTRIES = 2**22
+
 
 @dataclass
 class ConvexProgram:
@@ -73,10 +83,26 @@ class ConvexProgram:
 
     def predict(self, Wp, Wn):
         """Return ``F[:, c] = sum_i D_i Ut (a_{c,i} - b_{c,i})``."""
-        # F[:, c] = rowsum(Ut * (D @ W_c)): (n, P) @ (C, P, k) -> (C, n, k),
-        # no (C, n, P) temporary (1.7 GB for letter's 26 outputs).
-        DW = self.D.astype(np.float64) @ (Wp - Wn)
-        return np.einsum("cnk,nk->nc", DW, self.Ut)
+        W = Wp - Wn
+        C, P, _ = W.shape
+        c_nz, i_nz = np.nonzero(np.any(W != 0, axis=2))
+        if len(c_nz) * _SPARSE_PAIRS > C * P:
+            # F[:, c] = rowsum(Ut * (D @ W_c)): (n, P) @ (C, P, k) -> (C, n,
+            # k), no (C, n, P) temporary (1.7 GB for letter's 26 outputs).
+            DW = self.D.astype(np.float64) @ W
+            return np.einsum("cnk,nk->nc", DW, self.Ut)
+        # From the non-zero pairs (output, pattern) only, the columns
+        # D_i * (Ut w_{c,i}) summed by output, in chunks of pairs.
+        n = self.D.shape[0]
+        F = np.zeros((n, C))
+        step = max(1, _CHUNK_ENTRIES // n)
+        for a in range(0, len(c_nz), step):
+            c, i = c_nz[a: a + step], i_nz[a: a + step]
+            V = self.Ut @ W[c, i].T
+            V *= self.D[:, i]
+            starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+            F[:, c[starts]] += np.add.reduceat(V, starts, axis=1)
+        return F
 
     def penalty(self, Wp, Wn):
         """Return ``sum ||a|| + ||b||`` (without the factor beta)."""

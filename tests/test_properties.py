@@ -110,3 +110,32 @@ def test_objective_decreases_along_nested_pattern_sets(problem):
         values.append(solve_cvxpy(program).objective)
     for small, large in zip(values, values[1:]):
         assert large <= small * (1 + 1e-6) + 1e-9
+
+
+@pytest.mark.parametrize("share", ["few", "all"])
+def test_program_prediction_is_the_sum_over_patterns(share, monkeypatch):
+    """``ConvexProgram.predict`` from the non-zero pairs (output, pattern)
+    and from the dense product (both sides of ``_SPARSE_PAIRS``) is the
+    plain ``F[:, c] = sum_i D_i U' (a_ci - b_ci)``, in chunks of pairs too."""
+    from skbnconvex import _program
+
+    rng = np.random.default_rng(0)
+    n, k, P, C = 50, 4, 24, 3
+    Ut = rng.standard_normal((n, k))
+    D = rng.random((n, P)) < 0.5
+    program = ConvexProgram(Ut, D, rng.standard_normal((n, C)),
+                            get_loss("squared_error", C), 0.1)
+    nnz = C * P // _program._SPARSE_PAIRS if share == "few" else C * P
+    Wp, Wn = np.zeros((C, P, k)), np.zeros((C, P, k))
+    pairs = rng.choice(C * P, nnz, replace=False)
+    Wp.reshape(-1, k)[pairs] = rng.standard_normal((nnz, k))
+    Wn.reshape(-1, k)[pairs[::2]] = rng.standard_normal((len(pairs[::2]), k))
+    plain = np.stack(
+        [sum(D[:, i] * (Ut @ (Wp[c, i] - Wn[c, i])) for i in range(P))
+         for c in range(C)],
+        axis=1,
+    )
+    np.testing.assert_allclose(program.predict(Wp, Wn), plain, rtol=1e-12, atol=1e-12)
+    # Chunks of three pairs each (the chunk size follows the row count).
+    monkeypatch.setattr(_program, "_CHUNK_ENTRIES", 3 * n)
+    np.testing.assert_allclose(program.predict(Wp, Wn), plain, rtol=1e-12, atol=1e-12)
