@@ -706,9 +706,9 @@ class _BaseConvexBNReLU(BaseEstimator):
 
         program = ConvexProgram(Ut, D, Y, loss, beta)
         if certificate is None:
+            F = program.predict(Wp, Wn)
             certificate = optimality_certificate(
-                Ut, program.predict(Wp, Wn), Y, loss, beta,
-                primal=program.objective(Wp, Wn), patterns=D,
+                Ut, F, Y, loss, beta, primal=program.objective(Wp, Wn, F), patterns=D,
                 pattern_bounds=dual_bounds, blocks=(Wp, Wn),
                 mode=mode, tol=self.tol, random_state=rng, **certificate_options,
             )

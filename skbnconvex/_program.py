@@ -110,9 +110,10 @@ class ConvexProgram:
             np.linalg.norm(Wp, axis=2).sum() + np.linalg.norm(Wn, axis=2).sum()
         )
 
-    def objective(self, Wp, Wn):
-        """Return the value of (C) at ``(Wp, Wn)``."""
-        F = self.predict(Wp, Wn)
+    def objective(self, Wp, Wn, F=None):
+        """Return the value of (C) at ``(Wp, Wn)``; ``F``: its prediction, if known."""
+        if F is None:
+            F = self.predict(Wp, Wn)
         return self.loss.value(F, self.Y) + self.beta * self.penalty(Wp, Wn)
 
     def cone_violation(self, Wp, Wn):
