@@ -84,10 +84,19 @@ _ADAM_ROUND_MAX_ITER = 100
 # starting point, whose objective the program evaluates in float64 (the
 # better start wins), and in single precision a step costs a quarter (red
 # wine, 400 neurons, one thread: 36-40 ms -> 9-10 ms; ten rounds 406 s ->
-# 287 s, objective 0.0773 -> 0.0766). The warm-up stays in float64: in
-# float32 (breast cancer, random_state=0) its first round ended at 0.042635
-# instead of 0.042482, and the next two rounds above the float64 ones too.
+# 287 s, objective 0.0773 -> 0.0766).
 _ADAM_ROUND_DTYPE = torch.float32
+# ... and of the warm-up, for the same reason: it only proposes the first
+# patterns and blocks, and its precision moves the fit's path within its
+# spread over seeds. Fits of bench_vs_adam's data (alpha = 1, one thread,
+# float64 and float32 warm-ups at once, random_state 0-3): ending after
+# round 1, synthetic 5.3-6.5 s -> 5.1-5.7 s and lower in 3 of 4 (at most
+# 0.13% apart), breast cancer lower in 1 of 3 (at most 0.23% apart), red
+# wine lower in 2 of 2; red wine's ten rounds 311.9 -> 204.2 s, 0.067999
+# -> 0.068792 (random_state=0) and 244.9 -> 219.6 s, 0.068320 -> 0.067386
+# (1). (With the autograd trainer of session 26, two ten-round red wine
+# fits ended 1.4% higher in float32.)
+_ADAM_INIT_DTYPE = torch.float32
 
 # solver="auto" uses cvxpy (interior point) while n_samples * n_patterns * k,
 # the size of the cone constraints, is at most this, and torch above it.
@@ -460,7 +469,7 @@ class _BaseConvexBNReLU(BaseEstimator):
             X, Y, loss=self.loss, alpha=self.alpha,
             n_neurons=C * -(-self.n_patterns // C), n_inits=1,
             n_steps=_ADAM_INIT_STEPS, learning_rate=_ADAM_INIT_LEARNING_RATE,
-            random_state=rng, sample_weight=sample_weight,
+            random_state=rng, sample_weight=sample_weight, dtype=_ADAM_INIT_DTYPE,
         )
         # One initialisation: its BN outputs give both its patterns and,
         # in the program's row scaling, its blocks.
