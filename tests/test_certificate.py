@@ -696,6 +696,34 @@ def test_search_skips_candidates_seen_before():
     assert np.all(np.diff(scores) <= 0)
 
 
+@pytest.mark.parametrize("n, d", [(12, 3), (300, 8)])
+def test_batched_cone_projections_equal_single_nnls(n, d):
+    """The batched projections (Lawson-Hanson over the candidates at once)
+    equal a single NNLS over all n rows (scipy) per candidate: value,
+    maximiser, and active rows that are tight; ``-g`` of the same patterns
+    too (the other sign of the certificate)."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    from skbnconvex._certificate import _cone_projections
+
+    rng = np.random.default_rng(3)
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    D = sample_patterns(Ut, 20, random_state=0)
+    G = rng.standard_normal((D.shape[1], d + 1))
+    D, G = np.hstack([D, D]), np.vstack([G, -G])
+    values, Z, active = _cone_projections(Ut, D, G)
+    for p in range(D.shape[1]):
+        A = Ut * np.where(D[:, p], 1.0, -1.0)[:, None]
+        mu, dist = scipy_nnls(A.T, -G[p], maxiter=100 * n)
+        assert values[p] == pytest.approx(dist, rel=1e-9, abs=1e-12)
+        if dist > 1e-9:
+            np.testing.assert_allclose(values[p] * Z[p], G[p] + A.T @ mu, atol=1e-9)
+            assert np.all(A @ Z[p] >= -1e-10)
+            assert active[p].any()
+            np.testing.assert_allclose(A[active[p]] @ Z[p], 0.0, atol=1e-10)
+    assert (values < 1e-9).any() and (values > 1e-9).sum() > 10  # both cases seen
+
+
 @pytest.mark.parametrize("n, d", [(12, 3), (2000, 6)])
 def test_cone_projection_on_row_working_sets(n, d):
     """The projection from working sets of rows equals a single NNLS over
