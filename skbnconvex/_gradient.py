@@ -324,10 +324,10 @@ def train_bn_relu_network(
 
         By hand, not by autograd, whose graph of the twenty small
         operations around the hidden layer cost 15-35% of a step at the
-        estimators' sizes (one thread, 1 000 steps on n = 500, d = 20: the
-        warm-up of ``init="adam"``, 512 neurons in float64, 2.01 s with
-        autograd and 1.71 s by hand; a proposal of 288 neurons in float32,
-        1.13 s and 0.75 s).
+        estimators' sizes (one thread, 1 000 steps on n = 500, d = 20: 512
+        neurons in float64, the shape of ``init="adam"``'s warm-up, 2.01 s
+        with autograd and 1.71 s by hand; a proposal of 288 neurons in
+        float32, 1.13 s and 0.75 s).
         Checked against autograd of the textbook BN network, under Adam and
         under gradient descent (``tests/test_recovery.py``).
         """
