@@ -20,6 +20,13 @@ from math import comb
 import numpy as np
 from sklearn.utils import check_random_state
 
+# Entries of the (rows, directions) products of sample_patterns formed at
+# once. The whole product is fresh memory, each page faulted in: 2 000
+# directions on CASP's 45 730 rows (k = 10, one thread) took 1.94 s at once
+# and 0.16 s in chunks of 2^20 (0.39 s at 2^16, 0.22 s at 2^22); letter's
+# 20 000 rows (k = 17) 0.09 s and 0.06 s.
+_CHUNK_ENTRIES = 2**20
+
 
 def pack_patterns(D):
     """Every column of ``D`` packed into bytes: ``np.packbits(D, axis=0).T``.
@@ -132,7 +139,11 @@ def sample_patterns(Ut, n_patterns, random_state=None, max_draws=None):
         batch = min(max(n_patterns - D.shape[1], 1) * 2, max_draws - drawn)
         G = rng.standard_normal((k, batch))
         drawn += batch
-        D = np.hstack([D, unique_patterns(Ut @ G >= 0, exclude=D)])
+        signs = np.empty((n, batch), dtype=bool)
+        cols = max(1, _CHUNK_ENTRIES // n)
+        for a in range(0, batch, cols):
+            np.greater_equal(Ut @ G[:, a: a + cols], 0, out=signs[:, a: a + cols])
+        D = np.hstack([D, unique_patterns(signs, exclude=D)])
     return D[:, :n_patterns]
 
 

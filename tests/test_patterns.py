@@ -58,6 +58,18 @@ def test_sampling_is_seeded_distinct_and_non_empty():
     assert len(_keys(D1)) == 30 and D1.any(axis=0).all()
 
 
+def test_sampled_patterns_are_those_of_the_drawn_directions(monkeypatch):
+    """Patterns formed in chunks of directions (5 columns here) are the
+    first distinct ``1[Ut g >= 0]`` of the directions drawn, in order."""
+    import skbnconvex._patterns as patterns_module
+
+    Ut = whiten(np.random.default_rng(0).standard_normal((40, 5))).Ut
+    monkeypatch.setattr(patterns_module, "_CHUNK_ENTRIES", 5 * 40 + 3)
+    D = sample_patterns(Ut, 30, random_state=0)
+    G = np.random.RandomState(0).standard_normal((6, 60))  # the first round
+    np.testing.assert_array_equal(D, unique_patterns(Ut @ G >= 0)[:, :30])
+
+
 def test_sampling_stops_when_patterns_run_out():
     Ut = whiten(np.random.default_rng(0).standard_normal((4, 1))).Ut
     D = sample_patterns(Ut, 100, random_state=0)
