@@ -91,7 +91,7 @@ _ADAM_ROUND_DTYPE = torch.float32
 # spread over seeds. Fits of bench_vs_adam's data (alpha = 1, one thread,
 # float64 and float32 warm-ups at once, random_state 0-3): ending after
 # round 1, synthetic 5.3-6.5 s -> 5.1-5.7 s and lower in 3 of 4 (at most
-# 0.13% apart), breast cancer lower in 1 of 3 (at most 0.23% apart), red
+# 0.13% apart), breast cancer lower in 2 of 4 (at most 0.23% apart), red
 # wine lower in 2 of 2; red wine's ten rounds 311.9 -> 204.2 s, 0.067999
 # -> 0.068792 (random_state=0) and 244.9 -> 219.6 s, 0.068320 -> 0.067386
 # (1). (With the autograd trainer of session 26, two ten-round red wine
