@@ -240,9 +240,9 @@ def _cone_projections(Ut, D, G):
     """:func:`_cone_projection` of the candidates ``D`` (n, b) at ``G`` (b, k).
 
     Up to ``_PROJECT_BATCH_MAX_ROWS`` rows, all at once by the torch
-    solver's batched Lawson-Hanson method (:func:`~skbnconvex._solvers.
-    _lawson_hanson.batched_lawson_hanson`, in float64, from no active row,
-    to the relative tolerance of :func:`_cone_projection`): one small
+    solver's batched Lawson-Hanson method (``batched_lawson_hanson`` of
+    :mod:`skbnconvex._solvers._lawson_hanson`, in float64, from no active
+    row, to the relative tolerance of :func:`_cone_projection`): one small
     Cholesky solve per candidate and one product with ``U'`` per step, not
     the fixed cost of one NNLS problem after another. Above that many rows,
     and for the candidates it leaves unfinished (a degenerate passive set),

@@ -165,8 +165,8 @@ _PARAMS_DOC = r"""    n_patterns : int, default=100
         ``"adaptive"``). ``"random"``: Gaussian directions. ``"adam"``: the
         activation patterns of the non-convex network of width
         ``n_patterns`` trained briefly (1000 full-batch Adam steps, in
-        float32) by gradient descent; the convex program then contains that network,
-        so the fit is at least as good, and at realistic rank these
+        float32) by gradient descent; the convex program then contains that
+        network, so the fit is at least as good, and at realistic rank these
         patterns are far better than random ones (and a wide warm-up
         better than a narrow one where the optimum is a wide network: see
         the user guide). That network, written as
