@@ -696,6 +696,27 @@ def test_search_skips_candidates_seen_before():
     assert np.all(np.diff(scores) <= 0)
 
 
+@pytest.mark.parametrize("max_checks", [1, 7, 40])
+def test_search_stages_keep_their_cap_on_exact_projections(max_checks):
+    """The scorer's batches (doubling from one) never take a stage past its
+    max_checks, and the best value is the largest of those it solved."""
+    from skbnconvex._certificate import _Scorer
+
+    rng = np.random.default_rng(4)
+    n = 60
+    Ut = whiten(rng.standard_normal((n, 4))).Ut
+    # A tiny beta: every candidate is needed (a violator), so only the cap
+    # stops the stage.
+    scorer = _Scorer(Ut, rng.standard_normal((n, 1)), 1e-9, n_keep=1000)
+    D = sample_patterns(Ut, 30, random_state=1)
+    scorer.add(D, max_checks=max_checks)
+    assert scorer.n_checked == min(max_checks, 2 * D.shape[1])
+    solved = [value for value, *_ in scorer.solved]
+    assert scorer.best[0] == max(solved)
+    scorer.add(sample_patterns(Ut, 60, random_state=2), max_checks=max_checks)
+    assert scorer.n_checked <= 2 * max_checks
+
+
 @pytest.mark.parametrize("n, d", [(12, 3), (300, 8)])
 def test_batched_cone_projections_equal_single_nnls(n, d):
     """The batched projections (Lawson-Hanson over the candidates at once)
