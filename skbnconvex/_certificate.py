@@ -266,7 +266,7 @@ def _cone_projections(Ut, D, G):
         R = np.zeros((b, k), dtype=np.int64)
         V = np.zeros((b, k), dtype=bool)
         out, _, _ = batched_lawson_hanson(
-            Ut, pattern_signs(D.T), np.arange(b), np.array(G, dtype=np.float64),
+            Ut, pattern_signs(D.T), np.arange(b), np.asarray(G, dtype=np.float64),
             R, V, np.zeros((b, k)), 5 * k + 20, 1e-13, None, 0,
         )
         values = np.linalg.norm(out, axis=1)
