@@ -38,10 +38,10 @@ exact and costs few NNLS solves.
 
 *Exact mode*: the candidates are all patterns (:func:`enumerate_patterns`),
 affordable at small rank; ``M`` is exact and a certificate is a proof.
-*Search mode*: the candidates are the patterns of the program, fresh
-samples, the cells visited by an ascent of ``|lam^T relu(U' z)|`` on the
-sphere from many starts, and the neighbours of the best cells across the
-hyperplanes their maximiser lies on. Its cheap bounds, which only choose
+*Search mode*: the candidates are the patterns of the program, the cells
+visited by an ascent of ``|lam^T relu(U' z)|`` on the sphere from many
+starts, fresh samples, and the neighbours of the best cells across the
+hyperplanes their maximiser lies on (scored in that order). Its cheap bounds, which only choose
 the candidates to solve, are computed in float32 (every value it reports is
 still an exact float64 projection). ``M`` is then the largest value found,
 a lower bound of the true maximum; a provable (loose) upper bound is
@@ -438,7 +438,15 @@ class _Scorer:
                 del self.top[worst]
                 self.top[q] = value
 
-    def add(self, D, output=None, max_checks=None, bounds=None):
+    def register(self, D):
+        """Mark the candidates ``D`` as seen; return the new ones.
+
+        To be scored later by ``add(..., registered=True)``: later stages
+        then skip them as repeats, as if they had been scored now.
+        """
+        return self._new(D)[0]
+
+    def add(self, D, output=None, max_checks=None, bounds=None, registered=False):
         """Score the new (deduplicated) candidates ``D``; return their count.
 
         With ``output``, only for that output (candidates found by its own
@@ -446,9 +454,13 @@ class _Scorer:
         more), with at most ``max_checks`` exact projections (default: the
         scorer's cap). ``bounds`` (n_outputs, 2, candidates), upper bounds
         of the candidates' values known beforehand, replace the cheap ones
-        where tighter.
+        where tighter. ``registered``: ``D`` is the output of
+        :meth:`register` (new, not empty), scored as it is.
         """
-        D, kept = self._new(D)
+        if registered:
+            kept = np.arange(D.shape[1])
+        else:
+            D, kept = self._new(D)
         if D.shape[1] == 0:
             return 0
         offset = self.n_seen
@@ -697,7 +709,7 @@ def optimality_certificate(
         Rounds of moving the best cells across their active hyperplanes.
     max_checks : int, default=1000
         Search mode: most exact cone projections per stage of candidates
-        (current patterns, samples, ascent over all outputs and signs,
+        (current patterns, ascent over all outputs and signs, samples,
         flips), spent on the candidates with the largest upper bounds
         (exact mode has no cap). The ascent of an output scores its
         candidates for that output only.
@@ -738,7 +750,13 @@ def optimality_certificate(
         scorer.add(all_patterns)
     else:
         rng = check_random_state(random_state)
-        scorer.add(sample_patterns(Ut, n_samples, rng))
+        # The fresh samples are drawn and registered first (the random
+        # stream and the candidates of every stage as before: an ascent
+        # cell that repeats a sample is left to the samples, which are
+        # scored for every output) and scored after the ascent: the cells
+        # it reaches score higher than random ones, so more samples fall
+        # below the values still needed and are never projected exactly.
+        samples = scorer.register(sample_patterns(Ut, n_samples, rng))
         # The ascent only proposes candidates, which are then scored
         # exactly: it runs in float32.
         Ut32 = Ut.astype(np.float32)
@@ -761,6 +779,7 @@ def optimality_certificate(
                     ),
                     output=c, max_checks=max(8, max_checks // (2 * C)),
                 )
+        scorer.add(samples, registered=True)
         # Local search across cells: flip the hyperplanes the best maximisers
         # lie on, while that finds new, better cells.
         for _ in range(n_flip_rounds):

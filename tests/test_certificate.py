@@ -717,6 +717,34 @@ def test_search_stages_keep_their_cap_on_exact_projections(max_checks):
     assert scorer.n_checked <= 2 * max_checks
 
 
+def test_registered_candidates_are_scored_later_for_every_output():
+    """Candidates registered before a stage (the search's samples, before
+    its ascent) hide their repeats from that stage and are scored later for
+    every output: the values an unstaged scorer finds for them, for each
+    output, from exact projections of every candidate (brute force)."""
+    from skbnconvex._certificate import _Scorer, _cone_projection
+
+    rng = np.random.default_rng(5)
+    n, C = 40, 3
+    Ut = whiten(rng.standard_normal((n, 3))).Ut
+    lam = rng.standard_normal((n, C))
+    D = sample_patterns(Ut, 40, random_state=0)
+    # beta above every value: only the maxima are needed.
+    scorer = _Scorer(Ut, lam, 1e3, n_keep=0)
+    new = scorer.register(D)
+    assert new.shape[1] == D.shape[1]  # distinct and not empty
+    # An output's own stage sees the registered columns as repeats.
+    assert scorer.add(D[:, :7], output=0) == 0
+    assert scorer.n_checked == 0
+    assert scorer.add(new, registered=True) == D.shape[1]
+    expected = [
+        max(_cone_projection(Ut, D[:, p], s * Ut.T @ (D[:, p] * lam[:, c]))[0]
+            for p in range(D.shape[1]) for s in (1.0, -1.0))
+        for c in range(C)
+    ]
+    np.testing.assert_allclose(scorer.best, expected, rtol=1e-10)
+
+
 @pytest.mark.parametrize("n, d", [(12, 3), (300, 8)])
 def test_batched_cone_projections_equal_single_nnls(n, d):
     """The batched projections (Lawson-Hanson over the candidates at once)
