@@ -720,9 +720,11 @@ def test_search_stages_keep_their_cap_on_exact_projections(max_checks):
 def test_registered_candidates_are_scored_later_for_every_output():
     """Candidates registered before a stage (the search's samples, before
     its ascent) hide their repeats from that stage and are scored later for
-    every output: the values an unstaged scorer finds for them, for each
-    output, from exact projections of every candidate (brute force)."""
-    from skbnconvex._certificate import _Scorer, _cone_projection
+    every output: each output's best value is the largest projection of
+    every candidate and sign, by SciPy's NNLS over all rows."""
+    from scipy.optimize import nnls as scipy_nnls
+
+    from skbnconvex._certificate import _Scorer
 
     rng = np.random.default_rng(5)
     n, C = 40, 3
@@ -737,9 +739,13 @@ def test_registered_candidates_are_scored_later_for_every_output():
     assert scorer.add(D[:, :7], output=0) == 0
     assert scorer.n_checked == 0
     assert scorer.add(new, registered=True) == D.shape[1]
+    # ||P_K(g)|| = min_{mu >= 0} ||g + A^T mu||, A = (2 D - 1) U'.
     expected = [
-        max(_cone_projection(Ut, D[:, p], s * Ut.T @ (D[:, p] * lam[:, c]))[0]
-            for p in range(D.shape[1]) for s in (1.0, -1.0))
+        max(
+            scipy_nnls(Ut.T * np.where(D[:, p], 1.0, -1.0),
+                       -s * Ut.T @ (D[:, p] * lam[:, c]), maxiter=100 * n)[1]
+            for p in range(D.shape[1]) for s in (1.0, -1.0)
+        )
         for c in range(C)
     ]
     np.testing.assert_allclose(scorer.best, expected, rtol=1e-10)
