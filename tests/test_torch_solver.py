@@ -771,6 +771,34 @@ def test_host_lawson_hanson_matches_a_qp_solver(screen):
         np.testing.assert_allclose(zs, ref_q, atol=1e-7 * np.linalg.norm(q))
 
 
+@pytest.mark.parametrize("max_steps", [0, 1, 2])
+def test_host_lawson_hanson_out_of_steps_still_projects(max_steps):
+    """Where its row budget runs out before the check passes, the host
+    Lawson-Hanson still returns the projection (finished by NNLS on growing
+    sets of rows), never a point outside the cone: against Clarabel."""
+    from skbnconvex._solvers import _lawson_hanson as LH
+
+    prog = _program("squared", n=60, d=5, P=12, seed=12)
+    S = np.where(prog.D, 1.0, -1.0)
+    rng = np.random.default_rng(2)
+    exhausted = 0
+    for i in range(prog.n_patterns):
+        p = rng.standard_normal(prog.k)
+        ref = _qp_projection(S[:, i, None] * prog.Ut, p)
+        tol = 1e-12 * np.linalg.norm(p)
+        full, rows_full = LH.lawson_hanson(prog.Ut, S[:, i], p, [], tol)
+        exhausted += len(rows_full) > max_steps
+        z, rows = LH.lawson_hanson(prog.Ut, S[:, i], p, [], tol, max_steps=max_steps)
+        np.testing.assert_allclose(z, ref, atol=1e-7 * np.linalg.norm(p))
+        assert (S[:, i] * (prog.Ut @ z)).min() >= -1e-9 * np.linalg.norm(p)
+        # The rows it reports are tight at z and at most k.
+        K = S[rows, i, None] * prog.Ut[rows]
+        assert len(rows) <= prog.k
+        assert np.abs(K @ z).max(initial=0.0) <= 1e-9 * np.linalg.norm(p)
+    # Most of these projections need more rows than the budget.
+    assert exhausted >= prog.n_patterns // 2
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_predictions_and_gradients_of_several_outputs_match_the_program(
     chunked, monkeypatch
