@@ -245,7 +245,8 @@ def lawson_hanson(Ut, s, p, rows, tol, stop_below=None, row_norms=None,
     z : ndarray of shape (k,) or None
         The projection.
     rows : list of int
-        Its active rows (positive multipliers), linearly independent.
+        Its active rows (positive multipliers), linearly independent; after
+        the NNLS finish, the (at most ``k``) rows of largest multiplier.
     """
     def solve(R):
         # Normal equations of the small least-squares problem: the active
