@@ -43,8 +43,9 @@ visited by an ascent of ``|lam^T relu(U' z)|`` on the sphere from many
 starts, fresh samples, and the neighbours of the best cells across the
 hyperplanes their maximiser lies on (scored in that order). Its cheap
 bounds, which only choose the candidates to solve, are computed in float32
-(every value it reports is still an exact float64 projection). ``M`` is then the largest value found,
-a lower bound of the true maximum; a provable (loose) upper bound is
+(every value it reports is still an exact float64 projection). ``M`` is
+then the largest value found, a lower bound of the true maximum; a
+provable (loose) upper bound is
 ``max(||lam_+||, ||lam_-||)`` because ``||relu(U' z)|| <= ||U' z|| = ||z||``.
 
 Lower bound: ``lam * min(1, beta / M)`` is dual feasible and

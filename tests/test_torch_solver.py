@@ -786,7 +786,7 @@ def test_host_lawson_hanson_out_of_steps_still_projects(max_steps):
         p = rng.standard_normal(prog.k)
         ref = _qp_projection(S[:, i, None] * prog.Ut, p)
         tol = 1e-12 * np.linalg.norm(p)
-        full, rows_full = LH.lawson_hanson(prog.Ut, S[:, i], p, [], tol)
+        _, rows_full = LH.lawson_hanson(prog.Ut, S[:, i], p, [], tol)
         exhausted += len(rows_full) > max_steps
         z, rows = LH.lawson_hanson(prog.Ut, S[:, i], p, [], tol, max_steps=max_steps)
         np.testing.assert_allclose(z, ref, atol=1e-7 * np.linalg.norm(p))
