@@ -736,7 +736,10 @@ def optimality_certificate(
     else:
         exact = mode == "exact"
     if exact and all_patterns is None:
-        all_patterns = enumerate_patterns(Ut, max_count=max(EXACT_MAX_PATTERNS, max_patterns(n, k - 1)) if mode == "exact" else EXACT_MAX_PATTERNS)
+        max_count = EXACT_MAX_PATTERNS
+        if mode == "exact":
+            max_count = max(EXACT_MAX_PATTERNS, max_patterns(n, k - 1))
+        all_patterns = enumerate_patterns(Ut, max_count=max_count)
 
     scorer = _Scorer(Ut, lam, beta, n_violators,
                      max_checks=None if exact else max_checks,

@@ -572,18 +572,32 @@ def test_final_projection_onto_the_cones_matches_a_qp_solver():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("path", ["numpy", "torch"])
+@pytest.mark.parametrize("path", ["numpy", "torch", "handover"])
 def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     """Both implementations of the batched projection are exact.
 
     The NumPy transcription (the CPU path) and the torch one (the GPU path,
-    run here on the CPU) of the batched Lawson-Hanson method, cold, then
+    run here on the CPU) of the batched Lawson-Hanson method, and the two
+    in one projection (the torch steps hand the blocks still running to
+    NumPy once they are few, as on the CPU at large n), cold, then
     warm-started from the faces of the first call on nearby points, then
     with ``stop_below``, against the projections computed by Clarabel.
     """
     from skbnconvex._solvers import _torch as T
 
-    monkeypatch.setattr(T, "_NUMPY_ON_CPU", path == "numpy")
+    monkeypatch.setattr(T, "_NUMPY_ON_CPU", path != "torch")
+    handovers = []
+    if path == "handover":
+        # Batches of more than 10 blocks of the 60 rows start in torch.
+        monkeypatch.setattr(T, "_NUMPY_MAX_ENTRIES", 10 * 60)
+        batched = T.batched_lawson_hanson
+
+        def spy(*args, **kwargs):
+            if kwargs.get("x") is not None:
+                handovers.append(len(args[3]))
+            return batched(*args, **kwargs)
+
+        monkeypatch.setattr(T, "batched_lawson_hanson", spy)
     # The batched steps finish every block (no host fallback), the row
     # checks in float32 for float64 blocks (as at large n).
     monkeypatch.setattr(T, "_HOST_TAIL", 0)
@@ -596,7 +610,7 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     prog = _program("squared", n=60, d=5, P=12, seed=11)
     prob = T._Problem(prog, torch.device("cpu"), dtype)
     faces = T._Faces(prob, 1)
-    assert faces.use_numpy == (path == "numpy")
+    assert faces.use_numpy == (path != "torch")
     P, k = prog.n_patterns, prog.k
     gidx = torch.arange(2 * P)
     S = np.where(prog.D, 1.0, -1.0)
@@ -629,6 +643,9 @@ def test_batched_projection_matches_a_qp_solver(path, dtype, monkeypatch):
     err = np.abs(out[~stopped] - ref[~stopped]).max(axis=1)
     assert (err <= (1e-7 + rtol) * scale[~stopped]).all()
     assert (n_ref <= ub * (1 + 10 * rtol) + 1e-9).all()
+    # The cold projections handed their last blocks over.
+    assert (len(handovers) > 0) == (path == "handover")
+    assert all(0 < b <= 10 for b in handovers)
 
 
 def test_float32_row_check_decides_like_float64(monkeypatch):

@@ -30,7 +30,8 @@ _SCREEN_ROWS = 2048
 
 
 def batched_lawson_hanson(
-    Ut, S, pat, Z, R, V, X, max_steps, feas_tol, stop_below, tail, min_row=None
+    Ut, S, pat, Z, R, V, X, max_steps, feas_tol, stop_below, tail, min_row=None,
+    x=None, warm=None,
 ):
     """Project the rows of ``Z`` onto their cones, warm-started (NumPy).
 
@@ -74,6 +75,12 @@ def batched_lawson_hanson(
         (``R`` where ``V``) and its row, or a violated row with its value
         when there is one (the caller's exact float32 scan). Default: a
         float64 scan over all rows.
+    x, warm : ndarray of shape (B, k) and (B,), default=None
+        The state of projections already under way (the batched steps of
+        :meth:`~skbnconvex._solvers._torch._Faces.project` hand their last
+        blocks on): the multipliers of the passive rows by slot, and whether
+        a block is still in its warm phase (no row added yet). Default: a
+        fresh start, every block warm.
 
     Returns
     -------
@@ -87,8 +94,9 @@ def batched_lawson_hanson(
         Norms of the rows of ``Z``.
     """
     B, k = Z.shape
-    x = np.zeros_like(Z)  # multipliers of the passive rows, by slot
-    warm = np.ones(B, dtype=bool)
+    # Multipliers of the passive rows, by slot, and the warm phase's flags.
+    x = np.zeros_like(Z) if x is None else np.array(x, dtype=Z.dtype)
+    warm = np.ones(B, dtype=bool) if warm is None else np.array(warm, dtype=bool)
     nrm = np.linalg.norm(Z, axis=1)
     out = np.full_like(Z, np.nan)
     ub = nrm.copy()

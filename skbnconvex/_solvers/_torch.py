@@ -629,17 +629,10 @@ class _Faces:
         R, V = self.R.numpy()[g], self.V.numpy()[g]
         X = self.X.numpy()[g] * V
         pat = gidx % self.P
-
-        def min_row(idx, z, R, V):
-            kzmin, jrow = self._min_row(
-                torch.from_numpy(z), pat[torch.from_numpy(idx)], torch.from_numpy(R),
-                torch.from_numpy(V),
-            )
-            return kzmin.numpy(), jrow.numpy()
-
         out, ub, nrm = batched_lawson_hanson(
             prob.Ut.numpy(), prob.St.numpy(), pat.numpy(), Z.numpy(), R, V, X,
-            max_steps, prob.feas_tol, stop_below, self.host_tail, min_row,
+            max_steps, prob.feas_tol, stop_below, self.host_tail,
+            self._numpy_min_row(pat),
         )
         # Canonical (sorted) faces, remembered for the next projection.
         perm = np.argsort(np.where(V, R, self.n), axis=1, kind="stable")
@@ -651,8 +644,31 @@ class _Faces:
         self.Pn.numpy()[g] = nrm
         return torch.from_numpy(out), torch.from_numpy(ub)
 
+    def _numpy_min_row(self, pat):
+        """The ``min_row`` of :func:`batched_lawson_hanson`: :meth:`_min_row`.
+
+        ``pat``: the patterns of the blocks that the NumPy method numbers
+        ``0, 1, ...``.
+        """
+
+        def min_row(idx, z, R, V):
+            kzmin, jrow = self._min_row(
+                torch.from_numpy(z), pat[torch.from_numpy(idx)], torch.from_numpy(R),
+                torch.from_numpy(V),
+            )
+            return kzmin.numpy(), jrow.numpy()
+
+        return min_row
+
     def _project_torch(self, gidx, Z, max_steps, stop_below):
-        """:meth:`project` in batched tensor operations (any device)."""
+        """:meth:`project` in batched tensor operations (any device).
+
+        On the CPU, the blocks still running once their ``(blocks, n)``
+        arrays fit ``_NUMPY_MAX_ENTRIES`` finish in NumPy
+        (:func:`batched_lawson_hanson`, from the state reached here: the
+        same steps at a lower fixed cost a step; letter's projections
+        spent most of their steps on a few slow blocks).
+        """
         prob = self.prob
         Ut = prob.Ut
         B, k = Z.shape
@@ -668,7 +684,7 @@ class _Faces:
         act = torch.arange(B, device=Z.device)
         eye = torch.eye(k, dtype=dt, device=Z.device)
         inf = torch.tensor(float("inf"), dtype=dt, device=Z.device)
-        for _ in range(max_steps):
+        for step in range(max_steps):
             Ra, Va, pa, Za = R[act], V[act], pat[act], Z[act]
             xa, wa = x[act], warm[act]
             # Rows K_j of the passive sets, (b, k, k).
@@ -727,6 +743,21 @@ class _Faces:
             if len(act) <= self.host_tail:
                 # A few slow blocks are cheaper one by one on the host (see
                 # project_exact) than with the fixed cost of a batched step.
+                break
+            if self.use_numpy and len(act) * self.n <= _NUMPY_MAX_ENTRIES:
+                # The blocks left are few: their steps cost mostly the fixed
+                # cost of the tensor operations, which NumPy's lacks.
+                a = act.numpy()
+                Ra, Va, Xa = R.numpy()[a], V.numpy()[a], xs.numpy()[a]
+                out_a, ub_a, _ = batched_lawson_hanson(
+                    prob.Ut.numpy(), prob.St.numpy(), pat[act].numpy(), Z[act].numpy(),
+                    Ra, Va, Xa, max_steps - step - 1, prob.feas_tol, stop_below,
+                    self.host_tail, self._numpy_min_row(pat[act]),
+                    x=x[act].numpy(), warm=warm[act].numpy(),
+                )
+                R[act], V[act], xs[act] = (torch.from_numpy(v) for v in (Ra, Va, Xa))
+                out[act] = torch.from_numpy(out_a)
+                ub[act] = torch.minimum(ub[act], torch.from_numpy(ub_a))
                 break
         # Canonical (sorted) faces, remembered for the next projection.
         key, perm = torch.where(V, R, self.n).sort(dim=1)
