@@ -816,6 +816,59 @@ def test_host_lawson_hanson_out_of_steps_still_projects(max_steps):
     assert exhausted >= prog.n_patterns // 2
 
 
+@pytest.mark.parametrize("host_tail", [0, 4])
+def test_blocks_left_by_the_batched_steps_are_finished_exactly(host_tail, monkeypatch):
+    """``project_exact`` finishes the blocks that its batched steps left.
+
+    With a host tail the host's Lawson-Hanson steps finish them; without
+    one (large ``n k``), where every block left has run out of steps, NNLS
+    on growing sets of rows from their passive rows does (no host steps).
+    Two batched steps leave most blocks unfinished here; every projection
+    is Clarabel's, also after a warm start and with ``stop_below``.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_HOST_TAIL", host_tail)
+    budgets = []
+    host = T.lawson_hanson
+
+    def spy(*args, **kwargs):
+        budgets.append(kwargs.get("max_steps"))
+        return host(*args, **kwargs)
+
+    monkeypatch.setattr(T, "lawson_hanson", spy)
+    prog = _program("squared", n=60, d=5, P=12, seed=13)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    assert faces.host_tail == host_tail
+    P = prog.n_patterns
+    gidx = torch.arange(2 * P)
+    S = np.where(prog.D, 1.0, -1.0)
+    rng = np.random.default_rng(4)
+    Z0 = rng.standard_normal((2 * P, prog.k))
+    for Z in (Z0, Z0 + 0.1 * rng.standard_normal(Z0.shape)):
+        ref = np.array(
+            [_qp_projection(S[:, g % P, None] * prog.Ut, Z[g]) for g in range(2 * P)]
+        )
+        out, ub = faces.project_exact(gidx, torch.as_tensor(Z), 2)
+        out = out.numpy()
+        scale = np.linalg.norm(Z, axis=1)
+        assert (np.abs(out - ref).max(axis=1) <= 1e-7 * scale).all()
+        np.testing.assert_allclose(ub.numpy(), np.linalg.norm(out, axis=1), rtol=1e-9)
+    below = float(np.median(np.linalg.norm(ref, axis=1)))
+    out, ub = faces.project_exact(gidx, torch.as_tensor(Z), 2, stop_below=below)
+    out, ub = out.numpy(), ub.numpy()
+    stopped = np.isnan(out[:, 0])
+    assert (ub[stopped] <= below).all()
+    err = np.abs(out[~stopped] - ref[~stopped]).max(axis=1)
+    assert (err <= 1e-7 * scale[~stopped]).all()
+    # Every bound is an upper bound (Clarabel's points: to 1e-7).
+    assert (np.linalg.norm(ref, axis=1) <= ub + 1e-7 * scale).all()
+    # The host finished blocks, by its steps or by NNLS alone.
+    assert len(budgets) >= P
+    assert set(budgets) == ({0} if host_tail == 0 else {None})
+
+
 @pytest.mark.parametrize("chunked", [False, True])
 def test_predictions_and_gradients_of_several_outputs_match_the_program(
     chunked, monkeypatch
