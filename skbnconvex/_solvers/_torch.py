@@ -749,17 +749,19 @@ class _Faces:
             if self.use_numpy and len(act) * self.n <= _NUMPY_MAX_ENTRIES:
                 # The blocks left are few: their steps cost mostly the fixed
                 # cost of the tensor operations, which NumPy's lacks.
+                # (NumPy copies of the state of the blocks handed over,
+                # updated there in place and written back.)
                 a = act.numpy()
-                Ra, Va, Xa = R.numpy()[a], V.numpy()[a], xs.numpy()[a]
-                out_a, ub_a, _ = batched_lawson_hanson(
+                R_h, V_h, X_h = R.numpy()[a], V.numpy()[a], xs.numpy()[a]
+                out_h, ub_h, _ = batched_lawson_hanson(
                     prob.Ut.numpy(), prob.St.numpy(), pat[act].numpy(), Z[act].numpy(),
-                    Ra, Va, Xa, max_steps - step - 1, prob.feas_tol, stop_below,
+                    R_h, V_h, X_h, max_steps - step - 1, prob.feas_tol, stop_below,
                     self.host_tail, self._numpy_min_row(pat[act]),
                     x=x[act].numpy(), warm=warm[act].numpy(),
                 )
-                R[act], V[act], xs[act] = (torch.from_numpy(v) for v in (Ra, Va, Xa))
-                out[act] = torch.from_numpy(out_a)
-                ub[act] = torch.minimum(ub[act], torch.from_numpy(ub_a))
+                R[act], V[act], xs[act] = (torch.from_numpy(v) for v in (R_h, V_h, X_h))
+                out[act] = torch.from_numpy(out_h)
+                ub[act] = torch.minimum(ub[act], torch.from_numpy(ub_h))
                 break
         # Canonical (sorted) faces, remembered for the next projection.
         key, perm = torch.where(V, R, self.n).sort(dim=1)
