@@ -84,6 +84,32 @@ def test_lazy_dual_bounds_match_clarabel(references, case, monkeypatch):
     assert res.objective - ref <= gap * res.objective + 1e-9 * abs(ref)
 
 
+@pytest.mark.parametrize("case", CASES[::5], ids=lambda c: f"{c[0]}-C{c[1]}-b{c[2]}")
+def test_band_memory_of_the_row_checks_keeps_the_optimum(references, case, monkeypatch):
+    """Solves whose row checks run in float32 and remember bands of 8 rows
+    (as at large n), many checks answered from the band, reach Clarabel's
+    optimum with a feasible point."""
+    import skbnconvex._solvers._torch as T
+
+    monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
+    monkeypatch.setattr(T, "_BAND_ROWS", 8)
+    answered = []
+    check = T._Faces._band_check
+
+    def spy(self, *args):
+        hit = check(self, *args)
+        answered.append(0 if hit is None else int(hit.sum()))
+        return hit
+
+    monkeypatch.setattr(T._Faces, "_band_check", spy)
+    prog, ref = references[case]
+    res = solve_torch(prog, tol=1e-8, max_iter=50000)
+    assert res.converged, res.message
+    assert prog.cone_violation(res.Wp, res.Wn) <= 1e-8
+    assert abs(res.objective - ref) <= 1e-6 * abs(ref)
+    assert sum(answered) > 0
+
+
 def test_float32_products_match_float64():
     """Predictions and block gradients from float32 copies of the data
     (``fast_products``) are the float64 ones to float32 round-off, returned
@@ -661,6 +687,8 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     from skbnconvex._solvers import _torch as T
 
     monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
+    # Every check scanned (the band memory would answer the repeated ones).
+    monkeypatch.setattr(T, "_BAND", False)
     prog = _program("squared", n=60, d=5, P=4, seed=3)
     prob = T._Problem(prog, torch.device("cpu"), torch.float64)
     faces = T._Faces(prob, 1)
@@ -714,6 +742,82 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
     kz, _ = faces._min_row(z, pat, R, V)
     assert not violated(ref_kz) and not violated(kz)
     assert faces.n_unsure == 5
+
+
+def test_row_checks_near_a_remembered_point_decide_like_a_full_check(monkeypatch):
+    """The band memory of the row checks is exact.
+
+    A float32 check remembers, per block, its unit point, the rows of
+    smallest margin there (with its passive rows) and a radius; a later
+    check within that radius reads those rows only. At points at growing
+    distances from projections (inside and outside the radius), with and
+    without the passive rows of the remembered check, its verdict is that
+    of a float64 check of all rows, and a row it reports violated is.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
+    # A band of 8 of the 60 rows (a band as wide as n reads every row).
+    monkeypatch.setattr(T, "_BAND_ROWS", 8)
+    # Every block finishes in the batched steps, whose checks remember.
+    monkeypatch.setattr(T, "_HOST_TAIL", 0)
+    prog = _program("squared", n=60, d=5, P=12, seed=11)
+    prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    faces = T._Faces(prob, 1)
+    P, k = prog.n_patterns, prog.k
+    gidx = torch.arange(2 * P)
+    pat = gidx % P
+    rng = np.random.default_rng(0)
+    Z = torch.as_tensor(rng.standard_normal((2 * P, k)))
+    out, _ = faces.project_exact(gidx, Z, faces.steps)
+    assert not torch.isnan(out).any()
+    # Blocks with a non-zero projection, each of which remembers a band.
+    zn = torch.linalg.vector_norm(Z, dim=1)
+    live = torch.linalg.vector_norm(out, dim=1) > 1e-8 * zn
+    g, z0 = gidx[live], out[live]
+    R, V = faces.R[g].clone(), faces.V[g].clone()
+    assert V.any() and bool((faces.band_tau[g] > 0).all())
+    tol = prob.feas_tol * torch.linalg.vector_norm(z0, dim=1)
+
+    def full(z, R, V):
+        kz = torch.empty(len(z), dtype=z.dtype)
+        j = torch.empty(len(z), dtype=torch.long)
+        return faces._scan_rows(z, g % P, R, V, prob.Ut, prob.St, kz, j)
+
+    hits = []
+    check = faces._band_check
+
+    def spy(*args):
+        hit = check(*args)
+        hits.append(0 if hit is None else int(hit.sum()))
+        return hit
+
+    monkeypatch.setattr(faces, "_band_check", spy)
+    n_hit = n_miss = n_violated = n_checked = 0
+    for scale in (1e-6, 1e-4, 1e-3, 1e-2, 1e-1):
+        noise = torch.as_tensor(rng.standard_normal(z0.shape))
+        z = z0 + scale * noise * torch.linalg.vector_norm(z0, dim=1, keepdim=True)
+        # With the remembered faces, and with no passive rows: a row of
+        # the remembered face is then an ordinary row, violated or not.
+        for Rc, Vc in ((R, V), (R, torch.zeros_like(V))):
+            hits.clear()
+            kz, j = faces._min_row(z, g, Rc, Vc)
+            ref_kz, _ = full(z, Rc, Vc)
+            bad, ref_bad = kz < -tol, ref_kz < -tol
+            assert torch.equal(bad, ref_bad)
+            # A reported row is violated in float64 (the value reported, to
+            # round-off) and not passive.
+            val = prob.St[pat[g], j] * (prob.Ut[j] * z).sum(1)
+            assert (val[bad] < -tol[bad]).all()
+            assert ((val - kz)[bad].abs() <= 1e-13 * tol[bad] / prob.feas_tol).all()
+            assert not ((Rc[bad] == j[bad, None]) & Vc[bad]).any()
+            n_hit += sum(hits)
+            n_miss += len(z) - sum(hits)
+            n_violated += int(ref_bad.sum())
+            n_checked += len(z)
+    # Both paths ran, and verdicts of both kinds were compared.
+    assert n_hit > 0 and n_miss > 0
+    assert 0 < n_violated < n_checked
 
 
 def test_numpy_and_torch_projections_give_the_same_solve(monkeypatch):

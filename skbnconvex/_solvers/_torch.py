@@ -37,7 +37,10 @@ Method
    within its round-off of zero, the float64 values of the rows within that
    round-off decide (``_Faces._min_row``). The few blocks that need
    many steps finish one by one on the host in float64 (at large ``n k``,
-   once out of steps, by NNLS on growing sets of rows). The norms of the
+   once out of steps, by NNLS on growing sets of rows). A block remembers
+   the rows of smallest margin at its last float32 check: a later check
+   near that point reads only them, since the other rows' margins cannot
+   change sign within that distance. The norms of the
    Lawson-Hanson iterates decrease, so a block can stop as soon as its norm
    is below the prox threshold (it is then zero); before that, two
    remembered bounds discard most zero blocks without touching the ``n``
@@ -214,6 +217,20 @@ _SPARSE_PREDICT = 0.4
 # outweighs the pass it saves ((1000, 20, 100), one thread: 0.47 s
 # instead of 0.41 s without a limit).
 _CHECK32_MIN_ENTRIES = 2**18
+# Band memory of the row checks on the CPU (float64 problems; see
+# _Faces._band_check): every block remembers the rows of smallest margin at
+# its last float32 check, about this many, and a later check near that
+# point reads them instead of all n rows. Letter at n = 20 000, captured
+# program, two threads, alternated: 30% of the checks answered so, the
+# projections 44.2 / 41.0 s -> 34.5 / 33.7 s, the solve 111.8 / 111.0 s ->
+# 104.5 / 100.7 s (584 iterations instead of 582: a band row that decides
+# is the most violated of the band, not the float32 minimiser); CASP the
+# same within the noise (42% answered, its checks mostly of few blocks).
+# 256 and 1 024 rows answered 39% and 44%, but collecting them cost more.
+_BAND_ROWS = 64
+# ... where all blocks times (_BAND_ROWS + k) fit this many entries.
+_BAND_ENTRIES_MAX = 2**25
+_BAND = True
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
 # Restricted targets (relative gaps) at or above which a float64 solve runs
@@ -547,6 +564,7 @@ class _Faces:
         self.B0 = torch.full((nb,), np.inf, dtype=prob.dtype, device=prob.device)
         self.n_host = 0
         self.n_unsure = 0
+        self.n_band = 0
         # Steps of the batched active-set method before the exact fallback:
         # a cold start takes a few times k (rows enter and leave), a warm
         # start a few steps.
@@ -557,6 +575,25 @@ class _Faces:
         # The dual multipliers of the last bound refinement of every block
         # (see refine), where they fit.
         self.nu = None
+        # The band memory of the row checks (see _min_row): the unit point
+        # of the last float32 check, its radius of validity, and the rows
+        # within the band (their validity; the passive rows of that check
+        # in the last k slots). CPU float64 problems only: their checks run
+        # in float32 and collect the band while in cache.
+        self.band = None
+        wb = _BAND_ROWS + k
+        if (
+            _BAND and prob.device.type == "cpu" and prob.dtype == torch.float64
+            and nb * wb <= _BAND_ENTRIES_MAX
+        ):
+            self.band = torch.zeros((nb, wb), dtype=torch.long)
+            self.band_ok = torch.zeros((nb, wb), dtype=torch.bool)
+            self.band_ref = torch.zeros((nb, k), dtype=torch.float64)
+            self.band_tau = torch.full((nb,), -np.inf, dtype=torch.float64)
+            # Collect rows of normalised margin below theta ||z||: about
+            # half of _BAND_ROWS of them for rows of isotropic directions,
+            # whose margins have density sqrt(k / 2 pi) at zero.
+            self.band_theta = 0.5 * _BAND_ROWS / (n * np.sqrt(k / (2 * np.pi)))
         if nb * n <= _MULTIPLIER_ENTRIES:
             self.nu = torch.zeros((nb, n), dtype=torch.float32, device=prob.device)
             self.row_norms = torch.linalg.vector_norm(prob.Ut, dim=1).float()
@@ -634,7 +671,7 @@ class _Faces:
         out, ub, nrm = batched_lawson_hanson(
             prob.Ut.numpy(), prob.St.numpy(), pat.numpy(), Z.numpy(), R, V, X,
             max_steps, prob.feas_tol, stop_below, self.host_tail,
-            self._numpy_min_row(pat),
+            self._numpy_min_row(gidx),
         )
         # Canonical (sorted) faces, remembered for the next projection.
         perm = np.argsort(np.where(V, R, self.n), axis=1, kind="stable")
@@ -646,16 +683,15 @@ class _Faces:
         self.Pn.numpy()[g] = nrm
         return torch.from_numpy(out), torch.from_numpy(ub)
 
-    def _numpy_min_row(self, pat):
+    def _numpy_min_row(self, gidx):
         """The ``min_row`` of :func:`batched_lawson_hanson`: :meth:`_min_row`.
 
-        ``pat``: the patterns of the blocks that the NumPy method numbers
-        ``0, 1, ...``.
+        ``gidx``: the blocks that the NumPy method numbers ``0, 1, ...``.
         """
 
         def min_row(idx, z, R, V):
             kzmin, jrow = self._min_row(
-                torch.from_numpy(z), pat[torch.from_numpy(idx)], torch.from_numpy(R),
+                torch.from_numpy(z), gidx[torch.from_numpy(idx)], torch.from_numpy(R),
                 torch.from_numpy(V),
             )
             return kzmin.numpy(), jrow.numpy()
@@ -726,7 +762,9 @@ class _Faces:
             jrow = torch.zeros(len(act), dtype=torch.long, device=Z.device)
             ic = check.nonzero()[:, 0]
             if len(ic):
-                kzmin[ic], jrow[ic] = self._min_row(z[ic], pa[ic], Ra[ic], Va[ic])
+                kzmin[ic], jrow[ic] = self._min_row(
+                    z[ic], gidx[act[ic]], Ra[ic], Va[ic]
+                )
             done = positive & (kzmin >= -prob.feas_tol * nrm[act])
             out[act[done]] = z[done]
             if stop_below is not None:
@@ -756,7 +794,7 @@ class _Faces:
                 out_h, ub_h, _ = batched_lawson_hanson(
                     prob.Ut.numpy(), prob.St.numpy(), pat[act].numpy(), Z[act].numpy(),
                     R_h, V_h, X_h, max_steps - step - 1, prob.feas_tol, stop_below,
-                    self.host_tail, self._numpy_min_row(pat[act]),
+                    self.host_tail, self._numpy_min_row(gidx[act]),
                     x=x[act].numpy(), warm=warm[act].numpy(),
                 )
                 R[act], V[act], xs[act] = (torch.from_numpy(v) for v in (R_h, V_h, X_h))
@@ -771,10 +809,10 @@ class _Faces:
         self.Pn[gidx] = nrm
         return out, ub
 
-    def _min_row(self, z, pat, R, V):
+    def _min_row(self, z, gidx, R, V):
         """Smallest ``K_j z`` over the rows not in the passive sets, and its row.
 
-        ``z`` (b, k) for patterns ``pat``, passive rows ``R`` where ``V``.
+        ``z`` (b, k) for blocks ``gidx``, passive rows ``R`` where ``V``.
         For a float64 problem on the CPU (and at least
         ``_CHECK32_MIN_ENTRIES`` blocks times rows) the pass over the ``n``
         rows runs in float32 (half the memory traffic, twice the vector
@@ -790,12 +828,32 @@ class _Faces:
         and their float64 values decide. CASP (45 730 rows, alpha = 100):
         15% of the checks were such blocks, and the fit went from 60-62 s
         to about 47 s with this check (traces; doc/benchmarks.md, section
-        7, session 17).
+        7, session 17). Blocks near the point of their last float32 check
+        are decided on the rows it remembered (:meth:`_band_check`), and
+        the float32 checks remember them (:meth:`_band_remember`).
         """
-        prob = self.prob
         b = len(z)
         kzmin = torch.empty(b, dtype=z.dtype, device=z.device)
         jrow = torch.empty(b, dtype=torch.long, device=z.device)
+        if self.band is not None and z.dtype == torch.float64:
+            hit = self._band_check(z, gidx, R, V, kzmin, jrow)
+            if hit is not None:
+                miss = (~hit).nonzero()[:, 0]
+                if len(miss):
+                    kzmin[miss], jrow[miss] = self._min_row_all(
+                        z[miss], gidx[miss], R[miss], V[miss]
+                    )
+                return kzmin, jrow
+        return self._min_row_all(z, gidx, R, V, kzmin, jrow)
+
+    def _min_row_all(self, z, gidx, R, V, kzmin=None, jrow=None):
+        """:meth:`_min_row` by a check of all rows (into ``kzmin, jrow``)."""
+        prob = self.prob
+        b = len(z)
+        pat = gidx % self.P
+        if kzmin is None:
+            kzmin = torch.empty(b, dtype=z.dtype, device=z.device)
+            jrow = torch.empty(b, dtype=torch.long, device=z.device)
         if (
             prob.device.type != "cpu"
             or z.dtype != torch.float64
@@ -807,9 +865,14 @@ class _Faces:
         zn = torch.linalg.vector_norm(z, dim=-1)
         band = 2.0 * (z.shape[1] + 2) * eps32 * zn
         m32 = torch.empty(b, dtype=torch.float32)
-        _, _, cb, cj = self._scan_rows(
-            z.float(), pat, R, V, Ut32, S8, m32, jrow, band=band.float()
+        keep = None if self.band is None else (self.band_theta * zn).float()
+        out = self._scan_rows(
+            z.float(), pat, R, V, Ut32, S8, m32, jrow, band=band.float(), keep=keep
         )
+        cb, cj = out[2], out[3]
+        if keep is not None:
+            eligible = (m32.double() >= -band) & (zn > 0)
+            self._band_remember(z, gidx, R, V, zn, eligible, *out[4:])
         # The float32 minimiser's entry in float64.
         exact = prob.St[pat, jrow] * (prob.Ut[jrow] * z).sum(-1)
         clear = m32.double() >= band
@@ -833,20 +896,24 @@ class _Faces:
         kzmin[unsure] = low[unsure]
         return kzmin, jrow
 
-    def _scan_rows(self, z, pat, R, V, Ut, St, kzmin, jrow, band=None):
+    def _scan_rows(self, z, pat, R, V, Ut, St, kzmin, jrow, band=None, keep=None):
         """``min_j K_j z`` over all rows (passive rows masked), into ``kzmin, jrow``.
 
         ``St``: the patterns' signs, of any dtype (int8 from
         :meth:`_Problem.signs8`). With ``band`` (per block), also the pairs
         ``(block, row)`` of the rows with ``K_j z < band`` of the blocks
         whose minimum is in ``[-band, band)``, collected while a chunk is
-        in cache.
+        in cache. With ``keep`` (per block, with ``band``), also the
+        triples ``(block, row, K_j z)`` of the rows with ``K_j z < keep``
+        of the blocks whose minimum is at least ``-band`` (for the band
+        memory, see :meth:`_band_remember`).
         """
         inf = torch.tensor(float("inf"), dtype=z.dtype, device=z.device)
         # The passive rows get +inf, written in place (amax keeps the
         # entries of the padding slots).
         mask = torch.where(V, inf, -inf)
         cb, cj = [], []
+        kb, kj, kv = [], [], []
         cpu = z.device.type == "cpu"
         entries = _SCAN_BYTES // z.element_size()
         for sl in _block_chunks(len(z), self.n, z.device, entries):
@@ -871,11 +938,99 @@ class _Faces:
                 bi, rj = (Kz[near] < bs[near, None]).nonzero(as_tuple=True)
                 cb.append(near[bi] + sl.start)
                 cj.append(rj)
+            if keep is not None:
+                ok = (kzmin[sl] >= -bs).nonzero()[:, 0]
+                if len(ok):
+                    Ko = Kz[ok]
+                    bi, rj = (Ko < keep[sl][ok, None]).nonzero(as_tuple=True)
+                    kb.append(ok[bi] + sl.start)
+                    kj.append(rj)
+                    kv.append(Ko[bi, rj])
         if band is None:
             return kzmin, jrow
+        empty = torch.zeros(0, dtype=torch.long, device=z.device)
         if not cb:
-            cb = cj = [torch.zeros(0, dtype=torch.long, device=z.device)]
-        return kzmin, jrow, torch.cat(cb), torch.cat(cj)
+            cb = cj = [empty]
+        out = (kzmin, jrow, torch.cat(cb), torch.cat(cj))
+        if keep is None:
+            return out
+        if not kb:
+            kb, kj, kv = [empty], [empty], [torch.zeros(0, dtype=z.dtype)]
+        return out + (torch.cat(kb), torch.cat(kj), torch.cat(kv))
+
+    def _band_check(self, z, gidx, R, V, kzmin, jrow):
+        """The row check of blocks near their remembered point, on their band.
+
+        A float32 check at the unit point ``r`` of a block remembered the
+        rows of normalised margin ``K_j r / ||K_j||`` below a threshold
+        (with the passive rows of that check), and ``tau``, a margin that
+        every other row exceeds (after the float32 round-off). At a point
+        ``z`` with ``||z / ||z|| - r|| < tau`` those other rows are
+        positive (``K_j z / (||K_j|| ||z||) >= tau - ||z / ||z|| - r||``),
+        so the exact minimum over the band's rows that are not passive now
+        decides the check (the band's ``|band| k`` operations instead of
+        ``n k``). Fills ``kzmin, jrow`` where it applies and returns that
+        mask; None where no block applies.
+        """
+        zn = torch.linalg.vector_norm(z, dim=-1)
+        u = z / zn.clamp(min=1e-300)[:, None]
+        tau = self.band_tau[gidx]
+        dist = torch.linalg.vector_norm(u - self.band_ref[gidx], dim=-1)
+        hit = (zn > 0) & (dist < tau)
+        h = hit.nonzero()[:, 0]
+        self.n_band += len(h)
+        if len(h) == 0:
+            return None
+        prob = self.prob
+        g = gidx[h]
+        rows, ok = self.band[g], self.band_ok[g]
+        Rh, Vh = R[h], V[h]
+        passive = ((rows[:, :, None] == Rh[:, None, :]) & Vh[:, None, :]).any(-1)
+        vals = torch.einsum("brk,bk->br", prob.Ut[rows], z[h])
+        vals *= prob.St[(g % self.P)[:, None], rows]
+        vals.masked_fill_(~ok | passive, np.inf)
+        kzmin[h], j = vals.min(1)
+        jrow[h] = rows.gather(1, j[:, None])[:, 0]
+        return hit
+
+    def _band_remember(self, z, gidx, R, V, zn, eligible, kb, kj, kv):
+        """Remember the band of the blocks of a float32 check (see _band_check).
+
+        ``(kb, kj, kv)``: the rows of float32 normalised margin ``kv`` below
+        ``theta ||z||`` of the blocks not clearly violated (``eligible``;
+        the others keep their band, which holds at its own point: a violated
+        block's next point is elsewhere). Where more than ``_BAND_ROWS``
+        rows are below it, the smallest are kept and ``tau`` is the next
+        one's margin. The float32 margins are off by at most
+        ``2 (k + 2) eps_32 ||z||``, which ``tau`` gives away.
+        """
+        b, k = z.shape
+        Bb = _BAND_ROWS
+        eps32 = float(torch.finfo(torch.float32).eps)
+        tau = torch.full((b,), self.band_theta, dtype=z.dtype)
+        rows = torch.zeros((b, Bb + k), dtype=torch.long)
+        ok = torch.zeros((b, Bb + k), dtype=torch.bool)
+        if len(kb):
+            # Per block, in increasing margin; the position of every row.
+            o = torch.argsort(kv)
+            o = o[torch.argsort(kb[o], stable=True)]
+            kb, kj, kv = kb[o], kj[o], kv[o]
+            counts = torch.bincount(kb, minlength=b)
+            first = torch.cumsum(counts, 0) - counts
+            pos = torch.arange(len(kb)) - first[kb]
+            over = pos == Bb
+            tau[kb[over]] = kv[over].double() / zn[kb[over]]
+            sel = pos < Bb
+            rows[kb[sel], pos[sel]] = kj[sel]
+            ok[kb[sel], pos[sel]] = True
+        rows[:, Bb:] = R
+        ok[:, Bb:] = V
+        e = eligible.nonzero()[:, 0]
+        g = gidx[e]
+        self.band[g] = rows[e]
+        self.band_ok[g] = ok[e]
+        self.band_ref[g] = z[e] / zn[e, None]
+        self.band_tau[g] = tau[e] - 2.0 * (k + 2) * eps32
 
     def moved_bound(self, gidx, Q):
         """Upper bounds of ``||P_C(Q_b)||`` from a bound at an earlier point.
