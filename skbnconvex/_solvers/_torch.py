@@ -224,9 +224,10 @@ _CHECK32_MIN_ENTRIES = 2**18
 # program, two threads, alternated: 30% of the checks answered so, the
 # projections 44.2 / 41.0 s -> 34.5 / 33.7 s, the solve 111.8 / 111.0 s ->
 # 104.5 / 100.7 s (584 iterations instead of 582: a band row that decides
-# is the most violated of the band, not the float32 minimiser); CASP the
-# same within the noise (42% answered, its checks mostly of few blocks).
-# 256 and 1 024 rows answered 39% and 44%, but collecting them cost more.
+# is the most violated of the band, not the float32 minimiser). Whole
+# fits, three alternated pairs: letter 122.9-132.3 s -> 115.7-133.2 s,
+# CASP (42% answered) 57.4-61.5 s -> 46.3-51.2 s. Bands of 256 and 1 024
+# rows answered 39% and 44% of letter's checks but cost more to collect.
 _BAND_ROWS = 64
 # ... where all blocks times (_BAND_ROWS + k) fit this many entries.
 _BAND_ENTRIES_MAX = 2**25
