@@ -872,7 +872,8 @@ class _Faces:
         )
         cb, cj = out[2], out[3]
         if keep is not None:
-            eligible = (m32.double() >= -band) & (zn > 0)
+            # The blocks whose rows were collected: the scan's float32 test.
+            eligible = (m32 >= -band.float()) & (zn > 0)
             self._band_remember(z, gidx, R, V, zn, eligible, *out[4:])
         # The float32 minimiser's entry in float64.
         exact = prob.St[pat, jrow] * (prob.Ut[jrow] * z).sum(-1)
