@@ -93,6 +93,7 @@ def test_band_memory_of_the_row_checks_keeps_the_optimum(references, case, monke
 
     monkeypatch.setattr(T, "_CHECK32_MIN_ENTRIES", 0)
     monkeypatch.setattr(T, "_BAND_ROWS", 8)
+    monkeypatch.setattr(T, "_BAND_MIN_ROWS", 0)
     answered = []
     check = T._Faces._band_check
 
@@ -763,6 +764,10 @@ def test_row_checks_near_a_remembered_point_decide_like_a_full_check(monkeypatch
     monkeypatch.setattr(T, "_HOST_TAIL", 0)
     prog = _program("squared", n=60, d=5, P=12, seed=11)
     prob = T._Problem(prog, torch.device("cpu"), torch.float64)
+    # Programs of few rows have no band memory (see _BAND_MIN_ROWS) ...
+    assert T._Faces(prob, 1).band is None
+    # ... this one gets it, to test it.
+    monkeypatch.setattr(T, "_BAND_MIN_ROWS", 0)
     faces = T._Faces(prob, 1)
     P, k = prog.n_patterns, prog.k
     gidx = torch.arange(2 * P)

@@ -229,8 +229,14 @@ _CHECK32_MIN_ENTRIES = 2**18
 # CASP (42% answered) 57.4-61.5 s -> 46.3-51.2 s. Bands of 256 and 1 024
 # rows answered 39% and 44% of letter's checks but cost more to collect.
 _BAND_ROWS = 64
-# ... where all blocks times (_BAND_ROWS + k) fit this many entries.
+# ... where all blocks times (_BAND_ROWS + k) fit this many entries,
 _BAND_ENTRIES_MAX = 2**25
+# ... and programs have at least this many rows: at fewer, a full check is
+# cheap and the band's fixed costs a call (collecting, sorting, gathering)
+# outweigh what it saves. (2000, 50, 500), logistic, one thread, four
+# alternated pairs: 6.6-6.9 s without the band, 6.6-7.7 s with it (squared
+# the same within the noise).
+_BAND_MIN_ROWS = 2**13
 _BAND = True
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
@@ -579,13 +585,13 @@ class _Faces:
         # The band memory of the row checks (see _min_row): the unit point
         # of the last float32 check, its radius of validity, and the rows
         # within the band (their validity; the passive rows of that check
-        # in the last k slots). CPU float64 problems only: their checks run
-        # in float32 and collect the band while in cache.
+        # in the last k slots). CPU float64 problems only (their checks run
+        # in float32 and collect the band while in cache), of many rows.
         self.band = None
         wb = _BAND_ROWS + k
         if (
             _BAND and prob.device.type == "cpu" and prob.dtype == torch.float64
-            and nb * wb <= _BAND_ENTRIES_MAX
+            and nb * wb <= _BAND_ENTRIES_MAX and n >= _BAND_MIN_ROWS
         ):
             self.band = torch.zeros((nb, wb), dtype=torch.long)
             self.band_ok = torch.zeros((nb, wb), dtype=torch.bool)
