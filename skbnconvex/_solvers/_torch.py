@@ -237,6 +237,7 @@ _BAND_ENTRIES_MAX = 2**25
 # alternated pairs: 6.6-6.9 s without the band, 6.6-7.7 s with it (squared
 # the same within the noise).
 _BAND_MIN_ROWS = 2**13
+# The band memory on or off (a test of the float32 scans turns it off).
 _BAND = True
 # Factor of the local Lipschitz estimate at every FISTA iteration.
 _L_SHRINK = 0.9
