@@ -1078,3 +1078,75 @@ def test_dual_bounds_remembered_from_earlier_points_are_upper_bounds():
             assert (bound <= previous * (1 + 1e-12)).all()
         previous = bound
     assert ((pn < prob.beta) & (1.5 * pn > prob.beta)).sum() >= 3
+
+
+@pytest.mark.parametrize("need", [2, 12])
+def test_entrants_of_a_working_set_are_confirmed_by_exact_projections(
+    need, monkeypatch
+):
+    """The scores that choose a working set's new patterns, made exact.
+
+    Against Clarabel's projections, from the cheap bounds ``||g_b||`` (all
+    above beta): every bound stays an upper bound; the blocks of the
+    patterns taken are exact where they violate and at most beta where
+    they do not; patterns are taken in the order of their cheap scores,
+    only until ``need`` of them are shown to violate; and the prox at the
+    same point does not project again the blocks shown below beta.
+    """
+    from skbnconvex._solvers import _torch as T
+
+    monkeypatch.setattr(T, "_BATCH", 1)
+    prob, faces, gidx, G0, proj = _faces_and_projections(seed=15, point_seed=5)
+    P = faces.P
+    pn = np.linalg.norm(proj, axis=1)
+    # Projection norms between 0.5 and 1.5 beta: about half the blocks
+    # violate; points with a zero projection get norm 2 beta (their cheap
+    # bound, ||g_b||, is above beta too).
+    u = np.random.default_rng(6).uniform(0.5, 1.5, len(pn))
+    scale = np.where(
+        pn > 1e-6, prob.beta * u / np.maximum(pn, 1e-300),
+        2 * prob.beta / np.linalg.norm(G0, axis=1),
+    )
+    G0, pn = G0 * scale[:, None], pn * scale
+    g = torch.as_tensor(G0)
+    bound = torch.linalg.vector_norm(g, dim=1).view(1, 2, P)
+    score = bound.amax(dim=(0, 1)) / prob.beta
+    # The candidates: patterns with a cheap bound above beta (the others
+    # cannot violate).
+    cand = np.flatnonzero(score.numpy() > 1)
+    assert len(cand) >= P - 2
+    order = cand[np.argsort(-score.numpy()[cand], kind="stable")]
+    before = bound.clone()
+    T._confirm_entrants(faces, g, bound, score, need)
+    b, pn2 = bound.view(2, P).numpy(), pn.reshape(2, P)
+    changed = (b != before.view(2, P).numpy()).any(0)
+    # Patterns taken in the order of their scores, until `need` violate.
+    taken = order[: changed.sum()]
+    assert set(np.flatnonzero(changed)) == set(taken)
+    violating = (pn2[:, taken] > prob.beta).any(0)
+    assert violating.sum() == min(need, int((pn2 > prob.beta).any(0).sum()))
+    if need < len(cand):
+        assert changed.sum() < len(cand) and violating[-1]
+    # Upper bounds everywhere; exact where violating, at most beta otherwise.
+    assert (b >= pn2 * (1 - 1e-7) - 1e-12).all()  # Clarabel: ~1e-8
+    t, bt = pn2[:, taken], b[:, taken]
+    hi = t > prob.beta * (1 + 1e-6)
+    np.testing.assert_allclose(bt[hi], t[hi], rtol=1e-7)
+    assert (bt[t < prob.beta * (1 - 1e-6)] <= prob.beta).all()
+    # The prox at that point (q = (beta / t) p = g) reuses those bounds.
+    projected = []
+    project_exact = faces.project_exact
+
+    def spy(gi, *args, **kwargs):
+        projected.append(gi.clone())
+        return project_exact(gi, *args, **kwargs)
+
+    monkeypatch.setattr(faces, "project_exact", spy)
+    tp = 0.5
+    out = faces.prox(gidx, torch.as_tensor(G0 * tp / prob.beta), tp).numpy()
+    zero = np.linalg.norm(out, axis=1) == 0
+    np.testing.assert_array_equal(zero, pn <= prob.beta)
+    shown = (b <= prob.beta).reshape(-1) & np.repeat(changed[None], 2, 0).reshape(-1)
+    assert shown.any()
+    again = torch.cat(projected).numpy() if projected else np.array([], int)
+    assert not set(again) & set(np.flatnonzero(shown))

@@ -74,9 +74,14 @@ Method
    optimum uses few blocks and every iteration costs ``O(n k m)`` for ``m``
    patterns, so the solver runs on the patterns that carry a non-zero block
    plus the most violating ones (twice the patterns in use, and four times
-   the last set while violators remain); a full check over all patterns
-   computes the duality gap and rebuilds the set when the gap is not small
-   enough.
+   the last set while violators remain; the first set holds 10 patterns
+   per output, up to 40); a full check over all patterns computes the
+   duality gap and rebuilds the set when the gap is not small enough. The
+   full check's bounds are mostly cheap ones, so new patterns enter only
+   once an exact projection of one of their blocks shows that it violates
+   (``_confirm_entrants``: the projections the set's first prox would
+   make, made before the set is chosen; at letter's fourth set 406
+   patterns instead of 496, of which some 245 carry a block).
 
 5. **Barrier method where FISTA stalls.** At small ``alpha`` on real data
    the optimum uses many overlapping patterns and the working set is badly
@@ -141,8 +146,15 @@ from ._barrier import barrier_solve, cone_interior
 from ._base import SolverResult
 from ._lawson_hanson import batched_lawson_hanson, lawson_hanson
 
-# Number of patterns of the first working set.
+# Patterns of the first working set per output, for up to
+# _WS_START_OUTPUTS outputs. The optimum of a program of many outputs uses
+# more patterns (letter: 226 of 512 for 26 outputs; CASP, one output, 109),
+# and a first set of 10 adds a stage: the captured letter program at
+# alpha = 100, two threads, 584 iterations and 104-112 s with 10, 454 and
+# 78-91 s with 40 (three runs), 465 and 86 s with 80, 655 and 119 s with
+# 20; CASP 609 iterations and 38-42 s with 10, 576 and 41-50 s with 40.
 _WS_START = 10
+_WS_START_OUTPUTS = 4
 # Growth of the working set from one to the next while violators remain:
 # a restricted solve costs some 50-120 iterations whatever its size, and
 # the full gap falls only once the set holds most of the patterns the
@@ -1898,8 +1910,8 @@ def _full_check(prob, faces, W_full, wset, tol):
     check (same point); the others are bounded by :meth:`_Faces.dual_norms`,
     which evaluates exact values only while a certificate is within reach.
     Returns the objective, the certified relative gap, an estimate of the
-    gap (at the largest exact value, for inner targets) and the bounds, of
-    shape (C, 2, P).
+    gap (at the largest exact value, for inner targets), the bounds, of
+    shape (C, 2, P), and the dual vectors of the blocks, (2 C P, k).
     """
     C, _, P, k = W_full.shape
     F = prob.predict(W_full, prob.Dt)
@@ -1923,7 +1935,48 @@ def _full_check(prob, faces, W_full, wset, tol):
     M = float(bound.max()) if bound.numel() else 0.0
     # The gap at the largest exact value is what the point would certify if
     # every other bound were tight: the estimate that sets inner targets.
-    return primal, gap_of(M), gap_of(known), bound.view(C, 2, P)
+    return primal, gap_of(M), gap_of(known), bound.view(C, 2, P), g.view(-1, k)
+
+
+def _confirm_entrants(faces, g, bound, score, need):
+    """Exact scores of the patterns that may enter the next working set.
+
+    The full check leaves most blocks with cheap bounds of their dual
+    norms (``||g_b||``, remembered multipliers), and a pattern whose cheap
+    bound exceeds beta may not violate at all. The candidates (scores in
+    ``(1, 1e6)``: not in use, not kept) are taken in decreasing order of
+    their scores, and their blocks above beta are projected exactly,
+    stopped just below beta (the projections the first prox of the set
+    would make at the same point), until ``need`` patterns are shown to
+    violate or none is left; ``bound`` (C, 2, P) is tightened in place,
+    and the faces remember the new bounds for that prox. ``g``: the dual
+    vectors of the blocks, numbered as the faces number them.
+    """
+    C, _, P = bound.shape
+    beta = faces.prob.beta
+    cand = ((score > 1) & (score < 1e6)).nonzero()[:, 0]
+    cand = cand[torch.argsort(score[cand], descending=True)]
+    flat = bound.view(2 * C, P)
+    rows = torch.arange(2 * C, device=bound.device)[:, None]
+    # Projections stop a little below beta, so that the bounds they leave
+    # still decide the first prox, whose point differs from ``g`` by the
+    # round-off of its (float32) products.
+    stop = (1 - 1e-3) * beta
+    found = start = 0
+    while start < len(cand) and found < need:
+        # Patterns a round: those still needed (most candidates violate
+        # early on, when few are needed), at least _BATCH.
+        pats = cand[start: start + max(need - found, _BATCH)]
+        start += len(pats)
+        over = flat[:, pats] > beta
+        gidx = (rows * P + pats[None, :])[over]
+        _, ub = faces.project_exact(gidx, g[gidx], faces.steps, stop_below=stop)
+        new = torch.minimum(flat[:, pats][over], ub)
+        faces.remember(gidx, g[gidx], new)
+        tight = flat[:, pats]
+        tight[over] = new
+        flat[:, pats] = tight
+        found += int((tight > beta).any(0).sum())
 
 
 def solve_torch(
@@ -2042,13 +2095,16 @@ def solve_torch(
     # (1000, 20, 100): 371 iterations instead of 311).
     faces = _Faces(prob, C)
     wset = None
-    ws_size = min(P, _WS_START)
+    ws_start = _WS_START * min(C, _WS_START_OUTPUTS)
+    ws_size = min(P, ws_start)
     message = ""
     floor_primal = None
     best = (np.inf, None)  # the smallest certified gap and its point
     while True:
         # ---- full check: scores of all patterns and the duality gap.
-        primal, rel_gap, est_gap, bound = _full_check(prob, faces, W_full, wset, tol_eff)
+        primal, rel_gap, est_gap, bound, g = _full_check(
+            prob, faces, W_full, wset, tol_eff
+        )
         if rel_gap < best[0]:
             best = (rel_gap, W_full.clone())
         if bar is not None:
@@ -2067,7 +2123,9 @@ def solve_torch(
             # its tightest gap (the gaps above stop being exact once a
             # certificate is out of reach).
             W_full = best[1]
-            primal, rel_gap, _, bound = _full_check(prob, faces, W_full, None, np.inf)
+            primal, rel_gap, _, bound, _ = _full_check(
+                prob, faces, W_full, None, np.inf
+            )
             if rel_gap <= tol_eff:
                 converged = True
                 break
@@ -2081,19 +2139,28 @@ def solve_torch(
         # ---- new working set: patterns with a non-zero block first, then
         # those whose dual constraint is the most violated.
         nz = (torch.linalg.vector_norm(W_full, dim=-1) > 0).any(dim=(0, 1))
-        score = bound.amax(dim=(0, 1)) / prob.beta
+        keep = torch.zeros(P, dtype=torch.bool, device=device)
         if wset is not None:
-            # Keep the patterns already in the set when they still matter.
-            keep = torch.zeros(P, dtype=torch.bool, device=device)
             keep[wset.ws] = True
+
+        def scores():
+            # Patterns in use first, then those of the set that still
+            # violate (kept), then the others by their largest bound.
+            score = bound.amax(dim=(0, 1)) / prob.beta
             score = torch.where(keep & (score > 1), score + 1e6, score)
-        score = torch.where(nz, torch.full_like(score, np.inf), score)
+            return torch.where(nz, torch.full_like(score, np.inf), score)
+
+        score = scores()
         n_nz = int(nz.sum())
         # Twice the patterns in use, and _WS_GROWTH times the last set (the
         # per-iteration cost grows with the set, and the full checks add the
         # violators round after round).
         grown = _WS_GROWTH * ws_size if wset is not None else 0
-        ws_size = min(P, max(_WS_START, 2 * n_nz, grown))
+        ws_size = min(P, max(ws_start, 2 * n_nz, grown))
+        need = ws_size - int((score >= 1e6).sum())
+        if need > 0:
+            _confirm_entrants(faces, g, bound, score, need)
+            score = scores()
         size = max(1, min(ws_size, int((score > 1).sum())))
         ws = torch.sort(torch.topk(score, size).indices).values
         wset = _WorkingSet(prob, faces, ws, W_full[:, :, ws].clone(), C)
