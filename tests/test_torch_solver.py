@@ -69,14 +69,24 @@ def test_matches_clarabel_float64(references, case):
 @pytest.mark.parametrize("case", CASES[1::2], ids=lambda c: f"{c[0]}-C{c[1]}-b{c[2]}")
 def test_lazy_dual_bounds_match_clarabel(references, case, monkeypatch):
     """The full checks of large problems (cheap bounds refined only while a
-    certificate is within reach, in chunks of 2 blocks) reach the same
-    optimum with an honest certificate."""
+    certificate is within reach, in chunks of 2 blocks; new patterns
+    confirmed by exact projections) reach the same optimum with an honest
+    certificate."""
     import skbnconvex._solvers._torch as torch_solver
 
     prog, ref = references[case]
     monkeypatch.setattr(torch_solver, "_REFINE_ALL_ENTRIES", 0)
     monkeypatch.setattr(torch_solver, "_CHUNK_ENTRIES", 2 * prog.n_samples)
+    confirmed = []
+    confirm = torch_solver._confirm_entrants
+
+    def spy(faces, g, bound, score, need):
+        confirmed.append(need)
+        return confirm(faces, g, bound, score, need)
+
+    monkeypatch.setattr(torch_solver, "_confirm_entrants", spy)
     res = solve_torch(prog, tol=1e-8, max_iter=50000)
+    assert confirmed
     assert res.converged, res.message
     assert res.objective == pytest.approx(ref, rel=1e-6)
     # The certified gap bounds the distance to the optimum.
