@@ -2100,10 +2100,10 @@ def solve_torch(
     ws_size = min(P, ws_start)
     # Where the full checks cannot refine every bound, their scores are
     # mostly the cheap bounds: new patterns are confirmed (see
-    # _confirm_entrants). Below, the refined scores choose as before (the
-    # race's programs, n = 500: the confirmation changed the path of its
-    # adaptive fit, not its cost, and a fit on 512 random patterns took 95
-    # s instead of 74 s).
+    # _confirm_entrants). Smaller programs' checks refine every candidate,
+    # and those scores choose as they are (the race's programs, n = 500:
+    # the confirmation changed the path of its adaptive fit, not its cost,
+    # and a fit on 512 random patterns took 95 s instead of 74 s).
     confirm = 2 * C * P * prob.Ut.shape[0] > _REFINE_ALL_ENTRIES
     message = ""
     floor_primal = None
