@@ -81,8 +81,8 @@ Method
    new patterns enter only once an exact projection of one of their
    blocks shows that it violates (``_confirm_entrants``: the projections
    the set's first prox would make, made before the set is chosen;
-   letter's third set: 415 patterns instead of 497, of which some 245
-   carry a block at its end).
+   letter's third set: 415 patterns instead of 497, of which 245 and 254
+   carried a block at its end).
 
 5. **Barrier method where FISTA stalls.** At small ``alpha`` on real data
    the optimum uses many overlapping patterns and the working set is badly
