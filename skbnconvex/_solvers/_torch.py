@@ -156,6 +156,9 @@ from ._lawson_hanson import batched_lawson_hanson, lawson_hanson
 # 20; CASP 609 iterations and 38-42 s with 10, 576 and 41-50 s with 40.
 _WS_START = 10
 _WS_START_OUTPUTS = 4
+# Added to the scores of the patterns kept from the last working set (those
+# that still violate), which rank them above every new pattern.
+_KEPT_SCORE = 1e6
 # Growth of the working set from one to the next while violators remain:
 # a restricted solve costs some 50-120 iterations whatever its size, and
 # the full gap falls only once the set holds most of the patterns the
@@ -1945,7 +1948,7 @@ def _confirm_entrants(faces, g, bound, score, need):
     The full check leaves most blocks with cheap bounds of their dual
     norms (``||g_b||``, remembered multipliers), and a pattern whose cheap
     bound exceeds beta may not violate at all. The candidates (scores in
-    ``(1, 1e6)``: not in use, not kept) are taken in decreasing order of
+    ``(1, _KEPT_SCORE)``: not in use, not kept) are taken in decreasing order of
     their scores, and their blocks above beta are projected exactly,
     stopped just below beta (the projections the first prox of the set
     would make at the same point), until ``need`` patterns are shown to
@@ -1955,7 +1958,7 @@ def _confirm_entrants(faces, g, bound, score, need):
     """
     C, _, P = bound.shape
     beta = faces.prob.beta
-    cand = ((score > 1) & (score < 1e6)).nonzero()[:, 0]
+    cand = ((score > 1) & (score < _KEPT_SCORE)).nonzero()[:, 0]
     cand = cand[torch.argsort(score[cand], descending=True)]
     flat = bound.view(2 * C, P)
     rows = torch.arange(2 * C, device=bound.device)[:, None]
@@ -1969,13 +1972,13 @@ def _confirm_entrants(faces, g, bound, score, need):
         # early on, when few are needed), at least _BATCH.
         pats = cand[start: start + max(need - found, _BATCH)]
         start += len(pats)
-        over = flat[:, pats] > beta
-        gidx = (rows * P + pats[None, :])[over]
-        _, ub = faces.project_exact(gidx, g[gidx], faces.steps, stop_below=stop)
-        new = torch.minimum(flat[:, pats][over], ub)
-        faces.remember(gidx, g[gidx], new)
         tight = flat[:, pats]
-        tight[over] = new
+        over = tight > beta
+        gidx = (rows * P + pats[None, :])[over]
+        gb = g[gidx]
+        _, ub = faces.project_exact(gidx, gb, faces.steps, stop_below=stop)
+        tight[over] = torch.minimum(tight[over], ub)
+        faces.remember(gidx, gb, tight[over])
         flat[:, pats] = tight
         found += int((tight > beta).any(0).sum())
 
@@ -2155,7 +2158,7 @@ def solve_torch(
             # Patterns in use first, then those of the set that still
             # violate (kept), then the others by their largest bound.
             score = bound.amax(dim=(0, 1)) / prob.beta
-            score = torch.where(keep & (score > 1), score + 1e6, score)
+            score = torch.where(keep & (score > 1), score + _KEPT_SCORE, score)
             return torch.where(nz, torch.full_like(score, np.inf), score)
 
         score = scores()
@@ -2165,7 +2168,7 @@ def solve_torch(
         # violators round after round).
         grown = _WS_GROWTH * ws_size if wset is not None else 0
         ws_size = min(P, max(ws_start, 2 * n_nz, grown))
-        need = ws_size - int((score >= 1e6).sum())
+        need = ws_size - int((score >= _KEPT_SCORE).sum())
         if need > 0 and confirm:
             _confirm_entrants(faces, g, bound, score, need)
             score = scores()
