@@ -601,22 +601,28 @@ def _ascent(Ut, lam, starts, n_iter):
     # The smallest normal number of the data's precision (the ascent runs
     # in float32, where 1e-300 is zero).
     tiny = np.finfo(np.result_type(Ut, starts)).tiny
-    Z = starts / np.maximum(np.linalg.norm(starts, axis=0), tiny)
-    m = Z.shape[1]
+    # The starts as rows: every pass below then reads and writes contiguous
+    # (starts, n) arrays. With (n, starts) ones the product of the strided
+    # pattern slices with lam dominated (letter's post-fit search, 20 000
+    # rows, ~70 starts: 187 -> 85 ms an output and sign).
+    Z = (starts / np.maximum(np.linalg.norm(starts, axis=0), tiny)).T
+    m = Z.shape[0]
+    UtT = np.ascontiguousarray(Ut.T)
     # The patterns are written in place, not stacked at the end (a copy of
-    # them all: letter's search, 0.8 of its 2.9 s of ascent).
-    visited = np.empty((Ut.shape[0], n_iter * m), dtype=bool)
+    # them all), one row per visited pattern: the result is the transpose
+    # of a C-ordered array, whose columns pack_patterns reads contiguously.
+    visited = np.empty((n_iter * m, Ut.shape[0]), dtype=bool)
     for it in range(n_iter):
-        Dz = np.greater_equal(Ut @ Z, 0, out=visited[:, it * m: (it + 1) * m])
-        G = Ut.T @ (Dz * lam[:, None])
-        norms = np.linalg.norm(G, axis=0)
+        Dz = np.greater_equal(Z @ UtT, 0, out=visited[it * m: (it + 1) * m])
+        G = (Dz * lam) @ Ut
+        norms = np.linalg.norm(G, axis=1)
         if not np.any(norms > 0):
-            return visited[:, : (it + 1) * m]
+            return visited[: (it + 1) * m].T
         # Half step: keeps part of the current direction, which avoids the
         # two-cycles of the plain fixed point.
-        Z = 0.5 * Z + 0.5 * G / np.maximum(norms, tiny)
-        Z /= np.maximum(np.linalg.norm(Z, axis=0), tiny)
-    return visited
+        Z = 0.5 * Z + 0.5 * G / np.maximum(norms, tiny)[:, None]
+        Z /= np.maximum(np.linalg.norm(Z, axis=1), tiny)[:, None]
+    return visited.T
 
 
 def _flip_neighbours(D_col, active, max_flips=32):

@@ -47,9 +47,15 @@ def pack_patterns(D):
     columns of its transpose) makes strided passes over it: 0.53 s for
     45 730 x 2 000 here. Eight shifted ORs of contiguous row slices do the
     same in 0.12 s, which matters to the certificate's search, which
-    packs every candidate it meets.
+    packs every candidate it meets. A Fortran-ordered ``D`` (the search's
+    ascent writes one) holds each pattern contiguously and is packed along
+    the rows of its transpose directly (20 000 x 2 100: 2.4 ms, against
+    60-90 ms through a C-ordered copy).
     """
-    D = np.ascontiguousarray(D, dtype=bool)
+    D = np.asarray(D, dtype=bool)
+    if D.flags.f_contiguous and not D.flags.c_contiguous:
+        return np.packbits(D.T, axis=1)
+    D = np.ascontiguousarray(D)
     n, m = D.shape
     full = n // 8
     # Row 8 r + b of D holds bit 7 - b of byte r (packbits' big-endian order).

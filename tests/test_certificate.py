@@ -221,6 +221,35 @@ def test_cheap_bounds_in_chunks(monkeypatch):
                 assert value <= ub_s[c, s, p] * (1 + 1e-10) + 1e-12
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ascent_visits_the_cells_of_its_iterates(dtype):
+    """The search's ascent against the iteration written out here, one
+    start at a time: the same patterns, in the same order, for every start
+    and step."""
+    rng = np.random.default_rng(7)
+    n, d, m, n_iter = 60, 4, 5, 6
+    Ut = whiten(rng.standard_normal((n, d))).Ut
+    lam = rng.standard_normal(n)
+    starts = rng.standard_normal((d + 1, m))
+    visited = cert_module._ascent(
+        Ut.astype(dtype), lam.astype(dtype), starts.astype(dtype), n_iter
+    )
+    assert visited.shape == (n, m * n_iter) and visited.dtype == bool
+    expected = np.empty((n, m * n_iter), dtype=bool)
+    for j in range(m):
+        z = starts[:, j] / np.linalg.norm(starts[:, j])
+        for it in range(n_iter):
+            D = Ut @ z >= 0
+            expected[:, it * m + j] = D
+            g = Ut.T @ (D * lam)
+            z = 0.5 * z + 0.5 * g / np.linalg.norm(g)
+            z /= np.linalg.norm(z)
+    # float32 may flip a row whose margin is at round-off: none here.
+    np.testing.assert_array_equal(visited, expected)
+    # Its columns are contiguous (pack_patterns reads them so).
+    assert visited.flags.f_contiguous
+
+
 @pytest.mark.parametrize("spectral_power", [0.0, 0.5])
 def test_refined_bounds_bound_the_projections(spectral_power):
     """Projected-gradient bounds lie between the exact norm and the cheap bound."""
