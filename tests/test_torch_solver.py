@@ -722,7 +722,7 @@ def test_float32_row_check_decides_like_float64(monkeypatch):
 
     def scan64(R, V):
         out = (torch.empty(1, dtype=torch.float64), torch.empty(1, dtype=torch.long))
-        return faces._scan_rows(z, pat, R, V, prob.Ut, prob.St, *out)
+        return faces._scan_rows(z, pat, R, V, prob.Ut, prob.St, *out)[:2]
 
     def violated(kz):
         return kz.item() < -prob.feas_tol * 1.0
@@ -797,7 +797,7 @@ def test_row_checks_near_a_remembered_point_decide_like_a_full_check(monkeypatch
     def full(z, R, V):
         kz = torch.empty(len(z), dtype=z.dtype)
         j = torch.empty(len(z), dtype=torch.long)
-        return faces._scan_rows(z, g % P, R, V, prob.Ut, prob.St, kz, j)
+        return faces._scan_rows(z, g % P, R, V, prob.Ut, prob.St, kz, j)[:2]
 
     hits = []
     check = faces._band_check

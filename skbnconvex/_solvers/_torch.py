@@ -131,6 +131,8 @@ is that of the returned point. ``converged`` is False when ``max_iter``
 # Authors: the skbnconvex developers
 # License: BSD 3 clause
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 
@@ -558,6 +560,21 @@ class _Problem:
         return self.loss.dual(lam, self.program.Y)
 
 
+class _RowScan(NamedTuple):
+    """What :meth:`_Faces._scan_rows` found (None: not asked for).
+
+    ``kzmin, jrow``: the smallest ``K_j z`` of every block and its row.
+    ``near``: pairs ``(blocks, rows)`` of the rows below the band of the
+    blocks whose minimum is within it. ``kept``: triples ``(blocks, rows,
+    values)`` of the rows below ``keep`` of the blocks not clearly violated.
+    """
+
+    kzmin: torch.Tensor
+    jrow: torch.Tensor
+    near: tuple = None
+    kept: tuple = None
+
+
 class _Faces:
     """Exact cone projections with remembered active rows, for all blocks.
 
@@ -883,21 +900,22 @@ class _Faces:
             or z.dtype != torch.float64
             or b * self.n < _CHECK32_MIN_ENTRIES
         ):
-            return self._scan_rows(z, pat, R, V, prob.Ut, prob.signs8(), kzmin, jrow)
+            scan = self._scan_rows(z, pat, R, V, prob.Ut, prob.signs8(), kzmin, jrow)
+            return scan.kzmin, scan.jrow
         Ut32, S8 = prob.check_tensors()
         eps32 = float(torch.finfo(torch.float32).eps)
         zn = torch.linalg.vector_norm(z, dim=-1)
         band = 2.0 * (z.shape[1] + 2) * eps32 * zn
         m32 = torch.empty(b, dtype=torch.float32)
         keep = None if self.band is None else (self.band_theta * zn).float()
-        out = self._scan_rows(
+        scan = self._scan_rows(
             z.float(), pat, R, V, Ut32, S8, m32, jrow, band=band.float(), keep=keep
         )
-        cb, cj = out[2], out[3]
+        cb, cj = scan.near
         if keep is not None:
             # The blocks whose rows were collected: the scan's float32 test.
             eligible = (m32 >= -band.float()) & (zn > 0)
-            self._band_remember(z, gidx, R, V, zn, eligible, *out[4:])
+            self._band_remember(z, gidx, R, V, zn, eligible, *scan.kept)
         # The float32 minimiser's entry in float64.
         exact = prob.St[pat, jrow] * (prob.Ut[jrow] * z).sum(-1)
         clear = m32.double() >= band
@@ -922,8 +940,9 @@ class _Faces:
         return kzmin, jrow
 
     def _scan_rows(self, z, pat, R, V, Ut, St, kzmin, jrow, band=None, keep=None):
-        """``min_j K_j z`` over all rows (passive rows masked), into ``kzmin, jrow``.
+        """``min_j K_j z`` over all rows (passive rows masked), a :class:`_RowScan`.
 
+        The minima and their rows are written into ``kzmin, jrow``.
         ``St``: the patterns' signs, of any dtype (int8 from
         :meth:`_Problem.signs8`). With ``band`` (per block), also the pairs
         ``(block, row)`` of the rows with ``K_j z < band`` of the blocks
@@ -972,16 +991,17 @@ class _Faces:
                     kj.append(rj)
                     kv.append(Ko[bi, rj])
         if band is None:
-            return kzmin, jrow
+            return _RowScan(kzmin, jrow)
         empty = torch.zeros(0, dtype=torch.long, device=z.device)
         if not cb:
             cb = cj = [empty]
-        out = (kzmin, jrow, torch.cat(cb), torch.cat(cj))
+        near = (torch.cat(cb), torch.cat(cj))
         if keep is None:
-            return out
+            return _RowScan(kzmin, jrow, near)
         if not kb:
             kb, kj, kv = [empty], [empty], [torch.zeros(0, dtype=z.dtype)]
-        return out + (torch.cat(kb), torch.cat(kj), torch.cat(kv))
+        kept = (torch.cat(kb), torch.cat(kj), torch.cat(kv))
+        return _RowScan(kzmin, jrow, near, kept)
 
     def _band_check(self, z, gidx, R, V, kzmin, jrow):
         """The row check of blocks near their remembered point, on their band.
