@@ -596,7 +596,8 @@ def _ascent(Ut, lam, starts, n_iter):
     with gradient ``g = U'^T D lam``; stepping to ``g / ||g||`` is the best
     point of that linear piece's extension, which moves across cells
     towards the large values (a power-iteration-like step). All starts are
-    iterated together. Returns the visited patterns (n, n_starts * n_iter).
+    iterated together. Returns the visited patterns (n, n_starts * n_iter),
+    a Fortran-ordered array (each pattern contiguous).
     """
     # The smallest normal number of the data's precision (the ascent runs
     # in float32, where 1e-300 is zero).
