@@ -1244,6 +1244,15 @@ class _Faces:
                 best[sl], self.nu[gi] = out
         return best
 
+    def refines_all(self, n_candidates):
+        """Whether a full check refines the bounds of this many candidates.
+
+        Every candidate's bound is refined where that is cheap
+        (``_REFINE_ALL_ENTRIES``); above, only as far as a certificate is
+        within reach (see :meth:`dual_norms`).
+        """
+        return n_candidates * self.n <= _REFINE_ALL_ENTRIES
+
     def dual_norms(
         self, gidx, g, exclude=None, fixed=None, gap_of=None, tol=0.0, min_exact=0,
         scores=False,
@@ -1284,7 +1293,7 @@ class _Faces:
         cheap = torch.minimum(self.face_bound(gi, gs), self.moved_bound(gi, gs))
         bound[idx] = torch.minimum(bound[idx], cheap)
         idx = idx[bound[idx] > known]
-        refine_all = scores and len(idx) * self.n <= _REFINE_ALL_ENTRIES
+        refine_all = scores and self.refines_all(len(idx))
         if refine_all:
             # Cheap enough: every candidate refined, so that the scores that
             # choose the next working set are tight too. (Not for the checks
@@ -2127,7 +2136,7 @@ def solve_torch(
     # and those scores choose as they are (the race's programs, n = 500:
     # the confirmation changed the path of its adaptive fit, not its cost,
     # and a fit on 512 random patterns took 95 s instead of 74 s).
-    confirm = 2 * C * P * prob.Ut.shape[0] > _REFINE_ALL_ENTRIES
+    confirm = not faces.refines_all(2 * C * P)
     message = ""
     floor_primal = None
     best = (np.inf, None)  # the smallest certified gap and its point
